@@ -1,0 +1,18 @@
+"""Access to the process's wiring from inside a request."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from flask import current_app
+
+from config import Settings
+from flagging.db import Database
+
+
+def database() -> Database:
+    return cast(Database, current_app.extensions["flagging.db"])
+
+
+def settings() -> Settings:
+    return cast(Settings, current_app.extensions["flagging.settings"])

@@ -1,0 +1,121 @@
+"""Printing rows for people (aligned columns) or programs (--json)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+
+from flagging.models import Document, DocumentVersion, InboundMessage, Practice, Sender
+from flagging.nhs_number import format_nhs_number
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
+
+
+def table(rows: Sequence[dict[str, Any]], columns: Sequence[str], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([{k: _plain(v) for k, v in row.items()} for row in rows], indent=2))
+        return
+    if not rows:
+        print("(none)")
+        return
+    cells = [[str(_plain(row.get(c, "")) or "") for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    for r in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+
+
+def record(data: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(data, indent=2, default=_plain))
+        return
+    for key, value in data.items():
+        if isinstance(value, list):
+            print(f"{key}:")
+            for item in value:
+                print("  - " + ", ".join(f"{k}={_plain(v)}" for k, v in item.items()))
+        elif isinstance(value, str) and "\n" in value:
+            print(f"{key}:")
+            print("  " + value.rstrip("\n").replace("\n", "\n  "))
+        else:
+            print(f"{key}: {_plain(value)}")
+
+
+def sender(s: Sender) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "ods_code": s.ods_code,
+        "application": s.application,
+        "name": s.name,
+        "created_at": s.created_at,
+    }
+
+
+def practice(p: Practice) -> dict[str, Any]:
+    return {"id": p.id, "ods_code": p.ods_code, "name": p.name, "created_at": p.created_at}
+
+
+def message(m: InboundMessage, *, full: bool = False) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": m.id,
+        "received_at": m.received_at,
+        "transport": m.transport,
+        "peer": m.peer,
+        "sending_facility": m.sending_facility,
+        "message_type": m.message_type,
+        "control_id": m.control_id,
+        "outcome": m.outcome,
+        "ack_code": m.ack_code,
+        "error": f"{m.error_code} {m.error_location} {m.error_text}".strip(),
+    }
+    if full:
+        data.update(
+            size=m.size,
+            version=m.version,
+            content_hash=m.content_hash,
+            duplicate_of=m.duplicate_of_id,
+            reprocessed_as=m.reprocessed_as_id,
+            ack=(m.ack or b"").decode("latin-1").replace("\r", "\n"),
+        )
+    return data
+
+
+def document(d: Document, *, full: bool = False) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": d.id,
+        "sender": d.sender_id,
+        "document_number": d.document_number,
+        "kind": d.kind,
+        "status": d.status,
+        "practice": d.practice_ods_code if d.practice_id else f"unroutable ({d.practice_ods_code})",
+        "versions": d.latest_version,
+        "updated_at": d.updated_at,
+    }
+    if full:
+        data.update(
+            nhs_number=format_nhs_number(d.nhs_number),
+            patient=f"{d.family_name.upper()}, {d.given_name}".strip(", "),
+            birth_date=d.birth_date,
+            created_at=d.created_at,
+        )
+    return data
+
+
+def version(v: DocumentVersion) -> dict[str, Any]:
+    return {
+        "version": v.version,
+        "event": v.event,
+        "change": v.change,
+        "document_number": v.document_number,
+        "title": v.title,
+        "author": v.author_name or v.author_code,
+        "content_type": v.content_type,
+        "content_bytes": len(v.content or b""),
+        "message": v.message_id,
+    }

@@ -1,0 +1,1 @@
+"""The domain: organisations, inbound messages, documents and the use cases that act on them."""

@@ -1,0 +1,89 @@
+"""Clinical documents: a thread per document number, and one row per version received."""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+
+from sqlalchemy import Date, ForeignKey, Index, LargeBinary, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from flagging.models.base import Base, UTCDateTime
+
+
+class DocumentStatus(enum.StrEnum):
+    CURRENT = "current"
+    WITHDRAWN = "withdrawn"  # cancelled by MDM^T11 or OBR-25 X
+
+
+class VersionChange(enum.StrEnum):
+    """What a version did to its thread (from the MDM trigger event or OBR-25)."""
+
+    ORIGINAL = "original"  # T01/T02, first OBR-3
+    STATUS = "status"  # T03/T04
+    ADDENDUM = "addendum"  # T05/T06
+    EDIT = "edit"  # T07/T08
+    REPLACEMENT = "replacement"  # T09/T10
+    CORRECTION = "correction"  # ORU^R01 again for a known OBR-3
+    CANCEL = "cancel"  # T11, OBR-25 X
+
+
+class Document(Base):
+    """A document thread, identified by its sender and first document number (TXA-12 / OBR-3)."""
+
+    __tablename__ = "documents"
+    __table_args__ = (
+        UniqueConstraint("sender_id", "document_number"),
+        # Unroutable documents are listed for administrators: those with no practice.
+        Index("ix_documents_practice_id_id", "practice_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sender_id: Mapped[int] = mapped_column(ForeignKey("senders.id"))
+    document_number: Mapped[str] = mapped_column(String(199))
+    kind: Mapped[str] = mapped_column(String(3))  # MDM | ORU
+    status: Mapped[DocumentStatus] = mapped_column(String(12), default=DocumentStatus.CURRENT)
+    nhs_number: Mapped[str] = mapped_column(String(10), index=True)
+    family_name: Mapped[str] = mapped_column(String(100), default="")
+    given_name: Mapped[str] = mapped_column(String(100), default="")
+    birth_date: Mapped[date | None] = mapped_column(Date)
+    # PD1-3 as received; `practice_id` is NULL while the document is unroutable.
+    practice_ods_code: Mapped[str] = mapped_column(String(20), default="")
+    practice_id: Mapped[int | None] = mapped_column(ForeignKey("practices.id"))
+    latest_version: Mapped[int] = mapped_column(default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DocumentVersion(Base):
+    """One received version of a document, with its content as text or a decoded rendition."""
+
+    __tablename__ = "document_versions"
+    __table_args__ = (
+        UniqueConstraint("document_id", "version"),
+        # Finds the thread of an incoming TXA-12 / TXA-13 / OBR-3.
+        Index("ix_document_versions_sender_number", "sender_id", "document_number"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id"))
+    version: Mapped[int]
+    message_id: Mapped[int] = mapped_column(ForeignKey("inbound_messages.id"), index=True)
+    sender_id: Mapped[int] = mapped_column(ForeignKey("senders.id"))
+    document_number: Mapped[str] = mapped_column(String(199))
+    parent_number: Mapped[str] = mapped_column(String(199), default="")
+    event: Mapped[str] = mapped_column(String(3))  # T01..T11, R01
+    change: Mapped[VersionChange] = mapped_column(String(12))
+    document_type: Mapped[str] = mapped_column(String(250), default="")  # TXA-2 / OBR-4
+    title: Mapped[str] = mapped_column(String(250), default="")  # TXA-25 / OBR-4 text
+    author_code: Mapped[str] = mapped_column(String(100), default="")  # TXA-9 / OBR-32
+    author_name: Mapped[str] = mapped_column(String(250), default="")
+    provider: Mapped[str] = mapped_column(String(250), default="")  # TXA-5
+    origination_time: Mapped[datetime | None] = mapped_column(UTCDateTime())  # TXA-6 / OBR-7
+    completion_status: Mapped[str] = mapped_column(String(5), default="")  # TXA-17 / OBR-25
+    confidentiality: Mapped[str] = mapped_column(String(5), default="")  # TXA-18
+    availability: Mapped[str] = mapped_column(String(5), default="")  # TXA-19
+    placer_number: Mapped[str] = mapped_column(String(199), default="")  # OBR-2
+    content_type: Mapped[str] = mapped_column(String(100), default="")
+    content: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,0 +1,142 @@
+"""Building acknowledgements: a pure function of the message header, the code and the problem.
+
+The ACK swaps sender and receiver, echoes MSH-10 in MSA-2 and keeps the message's version and
+encoding characters. ERR follows the message's version: ERR-1 (ELD) before 2.5, ERR-2/3/4/8 from
+2.5 on.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from flagging.inbound import Problem
+from hl7.er7 import DEFAULT_SEPARATORS, Separators
+from hl7.parsing import Header
+
+ORIGINAL_CODES = ("AA", "AE", "AR")
+# Enhanced mode answers with a commit (accept) acknowledgement instead (table 0008).
+ENHANCED_CODES = {"AA": "CA", "AE": "CE", "AR": "CR"}
+FALLBACK_VERSION = "2.5.1"
+
+
+def escape(text: str, separators: Separators) -> str:
+    """Escape separators in free text so it reads back as written (HL7 v2 section 2.7)."""
+    s = separators
+    out = text.replace(s.escape, f"{s.escape}E{s.escape}")
+    for char, code in (
+        (s.field, "F"),
+        (s.component, "S"),
+        (s.subcomponent, "T"),
+        (s.repetition, "R"),
+    ):
+        out = out.replace(char, f"{s.escape}{code}{s.escape}")
+    return out.replace("\r", " ").replace("\n", " ")
+
+
+def _uses_err_1(version: str) -> bool:
+    """ERR-1 (error code and location) before 2.5; ERR-2..ERR-8 from 2.5 on."""
+    parts = version.split(".")
+    try:
+        return (int(parts[0]), int(parts[1]) if len(parts) > 1 else 0) < (2, 5)
+    except ValueError:
+        return False
+
+
+def ack_code(header: Header | None, code: str) -> str:
+    """AA/AE/AR, or CA/CE/CR when the message asked for enhanced-mode acknowledgement."""
+    return ENHANCED_CODES[code] if header is not None and header.enhanced_mode else code
+
+
+def ack_wanted(header: Header | None, code: str) -> bool:
+    """Whether MSH-15 (table 0155: AL, NE, ER, SU) asks for this accept acknowledgement.
+
+    Original mode (MSH-15 and MSH-16 empty) is always answered.
+    """
+    if header is None or not header.enhanced_mode:
+        return True
+    wanted = header.accept_ack_type or "AL"
+    return wanted == "AL" or (wanted == "ER" and code != "AA") or (wanted == "SU" and code == "AA")
+
+
+def build_ack(
+    header: Header | None,
+    code: str,
+    *,
+    problem: Problem | None = None,
+    application: str = "FLAGGING",
+    facility: str = "FLAGGING",
+    now: datetime | None = None,
+    control_id: str | None = None,
+) -> str:
+    """The ER7 text of the ACK for `header` (None when the header could not be read)."""
+    if code not in ORIGINAL_CODES:
+        raise ValueError(f"unknown acknowledgement code {code!r}")
+    s = header.separators if header is not None else DEFAULT_SEPARATORS
+    f = s.field
+    now = now or datetime.now(UTC)
+    version = (header.version if header is not None else "") or FALLBACK_VERSION
+    event = header.trigger_event if header is not None else ""
+    msh = [
+        "MSH",
+        s.encoding_characters,
+        (header.msh5 if header is not None else "") or application,
+        (header.msh6 if header is not None else "") or facility,
+        header.msh3 if header is not None else "",
+        header.msh4 if header is not None else "",
+        now.astimezone(UTC).strftime("%Y%m%d%H%M%S+0000"),
+        "",
+        f"ACK{s.component}{event}{s.component}ACK" if event else "ACK",
+        control_id or uuid.uuid4().hex[:20],
+        (header.processing_id if header is not None else "") or "P",
+        version,
+    ]
+    msa = ["MSA", ack_code(header, code), escape(header.control_id, s) if header else ""]
+    segments = [f.join(msh)]
+    if problem is None:
+        segments.append(f.join(msa))
+        return "\r".join(segments) + "\r"
+    text = escape(problem.text, s)
+    location = problem.location.split("^") if problem.location else []
+    severity = "E"
+    if _uses_err_1(version):
+        msa.append(text)  # MSA-3 text message, read by senders on 2.3/2.4
+        # ELD: segment id ^ sequence ^ field position ^ code (a CE, so its parts are subcomponents)
+        eld = [*([*location, "", "", ""])[:3], s.subcomponent.join([problem.code, text, "HL70357"])]
+        err = ["ERR", s.component.join(eld)]
+    else:
+        err = [
+            "ERR",
+            "",
+            s.component.join(location),
+            s.component.join([problem.code, escape(_code_name(problem.code), s), "HL70357"]),
+            severity,
+            "",
+            "",
+            "",
+            text,
+        ]
+    segments.append(f.join(msa))
+    segments.append(f.join(err))
+    return "\r".join(segments) + "\r"
+
+
+_CODE_NAMES = {
+    "0": "Message accepted",
+    "100": "Segment sequence error",
+    "101": "Required field missing",
+    "102": "Data type error",
+    "103": "Table value not found",
+    "200": "Unsupported message type",
+    "201": "Unsupported event code",
+    "202": "Unsupported processing id",
+    "203": "Unsupported version id",
+    "204": "Unknown key identifier",
+    "205": "Duplicate key identifier",
+    "206": "Application record locked",
+    "207": "Application internal error",
+}
+
+
+def _code_name(code: str) -> str:
+    return _CODE_NAMES.get(code, "Error")

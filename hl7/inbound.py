@@ -1,0 +1,317 @@
+"""The inbound pipeline: one message in, one transaction, then its acknowledgement.
+
+Used by the MLLP listener and (through the composition root) by HTTP ingest. The rules:
+- AA is built only for a message whose receipt and documents are in the transaction, and is
+  handed back only after that transaction committed;
+- every frame is recorded with its outcome, except when the database itself is unreachable,
+  which is answered AR so the sender resends later;
+- a resend (same sender, MSH-10 and bytes) is answered with the original ACK and stored once.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from config import Settings
+from flagging.db import Database
+from flagging.errors import Conflict, NotFound
+from flagging.inbound import DocumentInput, Receipt
+from flagging.ingest import content_hash, find_accepted, record_message, store_document
+from flagging.models import InboundMessage, MessageOutcome
+from flagging.organisations import find_sender
+from hl7 import er7
+from hl7.ack import ack_wanted, build_ack
+from hl7.errors import MessageRejected, content_error, rejected
+from hl7.parsing import Header, check_supported, read_documents, read_header
+
+log = logging.getLogger(__name__)
+
+REPROCESSABLE = (MessageOutcome.QUARANTINED, MessageOutcome.REJECTED)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The answer to one message. `ack` is None when MSH-15 asked for no acknowledgement."""
+
+    code: str  # AA | AE | AR
+    ack: bytes | None
+    message_id: int | None = None
+
+
+@dataclass
+class _Reading:
+    header: Header | None = None
+    documents: list[DocumentInput] | None = None
+    rejection: MessageRejected | None = None
+    charset: str = "latin-1"
+
+
+class MessageHandler:
+    """Turns one received message into a stored receipt, documents and an ACK."""
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+
+    # Entry points -------------------------------------------------------------------------
+
+    def handle(
+        self, raw: bytes, *, transport: str, peer: str = "", sender_id: int | None = None
+    ) -> Reply:
+        """Process one message and return the ACK to send (after the commit).
+
+        `sender_id` is the sender an HTTP bearer token proved; MSH-4 must then name it.
+        """
+        return self._handle(raw, _read(raw, self.settings), transport, peer, sender_id=sender_id)
+
+    def handle_oversize(self, head: bytes, size: int, *, transport: str, peer: str = "") -> Reply:
+        """Answer AR to a message over the size limit; its first bytes are kept as evidence."""
+        reading = _read_header_only(head)
+        reading.rejection = rejected(
+            "207",
+            f"the message is {size} bytes, over this service's limit of "
+            f"{self.settings.max_message_bytes} bytes; only its first {len(head)} bytes were kept",
+        )
+        return self._handle(head, reading, transport, peer, size=size)
+
+    def reprocess(self, message_id: int) -> Reply:
+        """Run a quarantined or rejected message again, after its registration was fixed."""
+        with self.db.transaction() as session:
+            row = session.get(InboundMessage, message_id)
+            if row is None:
+                raise NotFound(f"no message {message_id}")
+            if row.outcome not in REPROCESSABLE or row.raw is None:
+                raise Conflict(
+                    f"message {message_id} is {row.outcome}: only quarantined or rejected "
+                    "messages can be reprocessed"
+                )
+            if row.reprocessed_as_id is not None:
+                raise Conflict(f"message {message_id} was already reprocessed")
+            raw = row.raw
+        peer = f"message {message_id}"
+        return self._handle(raw, _read(raw, self.settings), "reprocess", peer, replaces=message_id)
+
+    # Internals ----------------------------------------------------------------------------
+
+    def _handle(
+        self,
+        raw: bytes,
+        reading: _Reading,
+        transport: str,
+        peer: str,
+        *,
+        size: int | None = None,
+        replaces: int | None = None,
+        sender_id: int | None = None,
+    ) -> Reply:
+        header = reading.header
+        receipt = Receipt(
+            raw=raw,
+            received_at=datetime.now(UTC),
+            transport=transport,
+            peer=peer,
+            sending_facility=header.sending_facility if header else "",
+            sending_application=header.sending_application if header else "",
+            control_id=header.control_id if header else "",
+            message_type=header.type_label if header else "",
+            version=header.version if header else "",
+        )
+        try:
+            try:
+                reply = self._store(receipt, reading, size, replaces, sender_id)
+            except IntegrityError:
+                # A concurrent copy of this message (or of this document) committed first.
+                # Run again: it is now a resend or a new version of that document.
+                reply = self._store(receipt, reading, size, replaces, sender_id)
+        except SQLAlchemyError as exc:
+            log.error("message not stored, answered AR: database error %s", type(exc).__name__)
+            problem = rejected("207", "the message could not be stored now; resend it later")
+            return self._reply(header, "AR", problem, reading.charset)
+        except Exception:
+            log.exception("message not processed, answered AR: internal error")
+            problem = rejected("207", "internal error while processing the message; resend later")
+            return self._record_failure(receipt, reading, problem)
+        if reply.code != "AA":
+            log.info(
+                "message %s from %s answered %s",
+                reply.message_id,
+                receipt.sending_facility or "(unknown)",
+                reply.code,
+            )
+        return reply
+
+    def _reply(
+        self,
+        header: Header | None,
+        code: str,
+        exc: MessageRejected | None,
+        charset: str,
+        message_id: int | None = None,
+    ) -> Reply:
+        text = build_ack(
+            header,
+            code,
+            problem=exc.problem if exc else None,
+            application=self.settings.application_name,
+            facility=self.settings.facility_name,
+        )
+        ack = text.encode(charset, errors="replace") if ack_wanted(header, code) else None
+        return Reply(code, ack, message_id)
+
+    def _store(
+        self,
+        receipt: Receipt,
+        reading: _Reading,
+        size: int | None,
+        replaces: int | None,
+        authenticated_sender: int | None,
+    ) -> Reply:
+        header, rejection = reading.header, reading.rejection
+        with self.db.transaction() as session:
+            sender = None
+            if header is not None:
+                sender = find_sender(session, header.sending_facility, header.sending_application)
+            if rejection is None and sender is None:
+                assert header is not None
+                rejection = rejected(
+                    "204",
+                    f"sender {header.sending_facility or '(empty MSH-4)'} is not registered "
+                    "with this service",
+                    "MSH^1^4",
+                )
+            if (
+                rejection is None
+                and authenticated_sender is not None
+                and sender is not None
+                and sender.id != authenticated_sender
+            ):
+                rejection = rejected(
+                    "204",
+                    "MSH-4 names a sender other than the one this token belongs to",
+                    "MSH^1^4",
+                )
+            previous = None
+            if rejection is None:
+                assert sender is not None
+                assert header is not None
+                previous = find_accepted(session, sender.id, header.control_id)
+                if previous is not None and previous.content_hash != content_hash(receipt.raw):
+                    rejection = content_error(
+                        "205",
+                        f"MSH-10 {header.control_id} was already used by this sender for a "
+                        "different message",
+                        "MSH^1^10",
+                    )
+            sender_id = sender.id if sender else None
+            if rejection is not None:
+                code = rejection.ack_code
+                reply = self._reply(header, code, rejection, reading.charset)
+                outcome = MessageOutcome.QUARANTINED if code == "AE" else MessageOutcome.REJECTED
+                message_id = record_message(
+                    session,
+                    receipt,
+                    outcome,
+                    ack_code=code,
+                    ack=reply.ack,
+                    sender_id=sender_id,
+                    problem=rejection.problem,
+                    size=size,
+                )
+                return replace(reply, message_id=message_id)
+            if previous is not None:
+                # A resend: the same answer as the first time, nothing processed again.
+                message_id = record_message(
+                    session,
+                    receipt,
+                    MessageOutcome.DUPLICATE,
+                    ack_code="AA",
+                    ack=previous.ack,
+                    sender_id=sender_id,
+                    duplicate_of=previous,
+                )
+                self._mark_reprocessed(session, replaces, message_id)
+                return Reply("AA", previous.ack, message_id)
+            assert reading.documents is not None
+            reply = self._reply(header, "AA", None, reading.charset)
+            message_id = record_message(
+                session,
+                receipt,
+                MessageOutcome.ACCEPTED,
+                ack_code="AA",
+                ack=reply.ack,
+                sender_id=sender_id,
+            )
+            for doc in reading.documents:
+                store_document(
+                    session,
+                    sender_id=sender_id or 0,
+                    message_id=message_id,
+                    doc=doc,
+                    now=receipt.received_at,
+                )
+            self._mark_reprocessed(session, replaces, message_id)
+        return replace(reply, message_id=message_id)
+
+    @staticmethod
+    def _mark_reprocessed(session: Session, replaces: int | None, message_id: int) -> None:
+        if replaces is None:
+            return
+        session.execute(
+            update(InboundMessage)
+            .where(InboundMessage.id == replaces)
+            .values(outcome=MessageOutcome.REPROCESSED.value, reprocessed_as_id=message_id)
+        )
+
+    def _record_failure(
+        self, receipt: Receipt, reading: _Reading, problem: MessageRejected
+    ) -> Reply:
+        """Keep the bytes of a message that failed unexpectedly, so nothing is lost."""
+        reply = self._reply(reading.header, "AR", problem, reading.charset)
+        try:
+            with self.db.transaction() as session:
+                message_id = record_message(
+                    session,
+                    receipt,
+                    MessageOutcome.REJECTED,
+                    ack_code="AR",
+                    ack=reply.ack,
+                    problem=problem.problem,
+                )
+            return replace(reply, message_id=message_id)
+        except SQLAlchemyError:
+            log.error("failed message could not be recorded either")
+            return reply
+
+
+def _read_header_only(raw: bytes) -> _Reading:
+    try:
+        line, separators = er7.read_header_line(raw)
+    except MessageRejected as exc:
+        return _Reading(rejection=exc)
+    msh = er7.Segment(line.split(separators.field))
+    return _Reading(header=read_header(er7.Message(separators, [msh], "latin-1")))
+
+
+def _read(raw: bytes, settings: Settings) -> _Reading:
+    """Decode, check and parse a message without touching the database."""
+    reading = _read_header_only(raw)
+    if reading.rejection is not None:
+        return reading
+    assert reading.header is not None
+    try:
+        check_supported(reading.header, settings.processing_ids)
+        message = er7.parse(raw, settings.fallback_charset)
+        reading.charset = message.charset
+        reading.header = header = read_header(message)
+        if not header.control_id:
+            raise content_error("101", "MSH-10 message control id is missing", "MSH^1^10")
+        reading.documents = read_documents(message, header)
+    except MessageRejected as exc:
+        reading.rejection = exc
+    return reading

@@ -1,0 +1,88 @@
+"""Fixtures: settings, a migrated database (SQLite, or PostgreSQL when
+FLAGGING_TEST_DATABASE_URL is set), registered organisations and the message handler.
+
+Tests commit for real, because the code under test commits (one transaction per message) and
+the listener tests run several threads and processes. Isolation is by emptying every table after
+each test, which a savepoint could not give across threads and processes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from config import Settings, load_settings
+from flagging import organisations
+from flagging.db import Database
+from flagging.migrate import upgrade
+from flagging.models import metadata
+from hl7.inbound import MessageHandler
+from tests import samples
+
+
+def _database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = os.environ.get("FLAGGING_TEST_DATABASE_URL", "")
+    if url:
+        return url
+    return f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    instance = tmp_path_factory.mktemp("instance")
+    return load_settings(
+        {
+            "FLAGGING_ENV": "test",
+            "FLAGGING_INSTANCE_PATH": str(instance),
+            "FLAGGING_DATABASE_URL": _database_url(tmp_path_factory),
+            "FLAGGING_SECRET_KEY": "test-secret",
+            "FLAGGING_MAX_MESSAGE_BYTES": str(256 * 1024),
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+def migrated_db(settings: Settings) -> Iterator[Database]:
+    db = Database(settings)
+    with db.engine.begin() as conn:
+        # Start from nothing, so a run after a failed one sees the migrations as they are.
+        metadata.drop_all(conn)
+        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    upgrade(db.engine)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def db(migrated_db: Database) -> Iterator[Database]:
+    yield migrated_db
+    with migrated_db.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            names = ", ".join(t.name for t in metadata.sorted_tables)
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in reversed(metadata.sorted_tables):
+                conn.execute(table.delete())
+
+
+@pytest.fixture
+def sender_token(db: Database) -> str:
+    """Registers the sample sender and practice; returns the sender's HTTP token."""
+    with db.transaction() as session:
+        token = organisations.add_sender(session, samples.SENDER, "Test Hospitals NHS Trust")
+        organisations.add_practice(session, samples.PRACTICE, "The Surgery")
+    return token
+
+
+@pytest.fixture
+def handler(db: Database, settings: Settings, sender_token: str) -> MessageHandler:
+    return MessageHandler(db, settings)
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent
