@@ -51,8 +51,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from werkzeug.serving import make_server
 
     web = make_server(settings.http_host, settings.http_port, web_app(services), threaded=True)
-    listener = mllp_listener(services).start()
-    threading.Thread(target=web.serve_forever, name="http", daemon=True).start()
+    listener = mllp_listener(services)
     print(
         f"flagging: web on http://{settings.http_host}:{web.server_port}, "
         f"MLLP on {listener.address[0]}:{listener.address[1]}, "
@@ -60,6 +59,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
+    listener.start()
+    threading.Thread(target=web.serve_forever, name="http", daemon=True).start()
     _wait_for_signal()
     listener.stop()
     web.shutdown()
@@ -70,9 +71,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_mllp(args: argparse.Namespace) -> int:
     """The MLLP listener alone (run as many as needed in production)."""
     services = _services()
-    listener = mllp_listener(services, port=args.port).start()
+    listener = mllp_listener(services, port=args.port)
     host, port = listener.address
+    # Printed before the accept thread logs anything, so scripts can read the port reliably.
     print(f"flagging: MLLP on {host}:{port}", file=sys.stderr, flush=True)
+    listener.start()
     _wait_for_signal()
     listener.stop()
     services.db.dispose()
@@ -228,7 +231,7 @@ def split_messages(data: bytes) -> list[bytes]:
 
 def cmd_send(args: argparse.Namespace) -> int:
     """Send files over MLLP on one connection and print each ACK."""
-    messages = []
+    messages: list[tuple[str, bytes]] = []
     for name in args.files:
         try:
             found = split_messages(Path(name).read_bytes())
@@ -364,12 +367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"flagging: {exc}", file=sys.stderr)
         return 1
     except SQLAlchemyError as exc:
-        print(
-            f"flagging: database error: {type(exc).__name__}: {exc.args[0] if exc.args else ''}".splitlines()[
-                0
-            ],
-            file=sys.stderr,
-        )
+        detail = (str(getattr(exc, "orig", None) or exc).splitlines() or [""])[0]
+        print(f"flagging: database error: {type(exc).__name__}: {detail}", file=sys.stderr)
         return 1
     return result
 

@@ -29,9 +29,7 @@ def build(settings: Settings) -> Services:
 def web_app(services: Services) -> Flask:
     handler = services.handler
 
-    def ingest(
-        raw: bytes, *, transport: str, peer: str, sender_id: int
-    ) -> tuple[str, bytes | None]:
+    def ingest(raw: bytes, *, transport: str, peer: str, sender_id: int) -> tuple[str, bytes]:
         reply = handler.handle(raw, transport=transport, peer=peer, sender_id=sender_id)
         return reply.code, reply.ack
 

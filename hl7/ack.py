@@ -43,20 +43,30 @@ def _uses_err_1(version: str) -> bool:
         return False
 
 
+def _has_structure(version: str) -> bool:
+    """MSH-9.3 message structure exists from 2.3.1 on; a 2.3 MSH-9 has two components."""
+    try:
+        return tuple(int(p) for p in version.split(".")) >= (2, 3, 1)
+    except ValueError:
+        return True
+
+
 def ack_code(header: Header | None, code: str) -> str:
-    """AA/AE/AR, or CA/CE/CR when the message asked for enhanced-mode acknowledgement."""
-    return ENHANCED_CODES[code] if header is not None and header.enhanced_mode else code
+    """The MSA-1 code: AA/AE/AR, or CA/CE/CR where enhanced mode asks for an accept ack.
 
-
-def ack_wanted(header: Header | None, code: str) -> bool:
-    """Whether MSH-15 (table 0155: AL, NE, ER, SU) asks for this accept acknowledgement.
-
-    Original mode (MSH-15 and MSH-16 empty) is always answered.
+    Enhanced mode (MSH-15 or MSH-16 valued) wants a commit acknowledgement when MSH-15 (table
+    0155) is AL, ER on an error or SU on success; an empty MSH-15 counts as AL. Otherwise we
+    answer with the application acknowledgement, which we have by then: processing is
+    synchronous, and every frame on an MLLP connection gets an answer, so a sender is never
+    left waiting, even one that asked for NE.
     """
     if header is None or not header.enhanced_mode:
-        return True
+        return code
     wanted = header.accept_ack_type or "AL"
-    return wanted == "AL" or (wanted == "ER" and code != "AA") or (wanted == "SU" and code == "AA")
+    accept = (
+        wanted == "AL" or (wanted == "ER" and code != "AA") or (wanted == "SU" and code == "AA")
+    )
+    return ENHANCED_CODES[code] if accept else code
 
 
 def build_ack(
@@ -86,7 +96,9 @@ def build_ack(
         header.msh4 if header is not None else "",
         now.astimezone(UTC).strftime("%Y%m%d%H%M%S+0000"),
         "",
-        f"ACK{s.component}{event}{s.component}ACK" if event else "ACK",
+        s.component.join(["ACK", event, "ACK"][: 3 if _has_structure(version) else 2])
+        if event
+        else "ACK",
         control_id or uuid.uuid4().hex[:20],
         (header.processing_id if header is not None else "") or "P",
         version,

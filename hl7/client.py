@@ -41,7 +41,7 @@ class MLLPClient:
         while not self._pending:
             data = self._sock.recv(65536)
             if not data:
-                raise FramingError("the server closed the connection before acknowledging")
+                raise ConnectionError("the server closed the connection before acknowledging")
             for event in self._decoder.feed(data):
                 if not isinstance(event, Frame):
                     raise FramingError("the acknowledgement was too large")

@@ -39,6 +39,8 @@ CHARSETS = {
 }
 
 _SEGMENT_ID = re.compile(r"^[A-Z][A-Z0-9]{2}$")
+# \Cxxyy\ single-byte and \Mxxyy[zz]\ multi-byte charset switches (HL7 v2 section 2.7.2).
+_CHARSET_ESCAPE = re.compile(r"C[0-9A-Fa-f]{4}|M[0-9A-Fa-f]{4}(?:[0-9A-Fa-f]{2})?")
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,9 @@ def read_header_line(raw: bytes) -> tuple[str, Separators]:
     if field_sep.isalnum() or field_sep.isspace():
         raise rejected("102", f"MSH-1 field separator {field_sep!r} is not usable", "MSH^1^1")
     encoding = line[4:].split(field_sep, 1)[0]
+    if encoding == "^~\\\\&":
+        # The escape character doubled by a sender's string escaping: a common real-world slip.
+        encoding = DEFAULT_ENCODING_CHARACTERS
     # 2.7 added a fifth character (truncation, usually #); we read the first four.
     chars = encoding[:4]
     if (
@@ -263,6 +268,6 @@ def _escape_sequence(seq: str, separators: Separators, formatted: bool) -> str |
         if command in ("br", "sp"):
             return "\n"
         return " " if formatted and command in ("sk", "in", "ti") else ""
-    if seq[:1] in ("C", "M", "Z") and seq[1:].isalnum():  # charset switches, local escapes
-        return ""
+    if _CHARSET_ESCAPE.fullmatch(seq) or (seq[:1] == "Z" and seq[1:].isalnum()):
+        return ""  # charset switches (hex only, so \Cardiology\ in a path stays), local escapes
     return None

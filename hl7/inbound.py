@@ -26,7 +26,7 @@ from flagging.ingest import content_hash, find_accepted, record_message, store_d
 from flagging.models import InboundMessage, MessageOutcome
 from flagging.organisations import find_sender
 from hl7 import er7
-from hl7.ack import ack_wanted, build_ack
+from hl7.ack import build_ack
 from hl7.errors import MessageRejected, content_error, rejected
 from hl7.parsing import Header, check_supported, read_documents, read_header
 
@@ -37,10 +37,10 @@ REPROCESSABLE = (MessageOutcome.QUARANTINED, MessageOutcome.REJECTED)
 
 @dataclass(frozen=True)
 class Reply:
-    """The answer to one message. `ack` is None when MSH-15 asked for no acknowledgement."""
+    """The answer to one message: the outcome (AA, AE or AR) and the ACK bytes to send."""
 
-    code: str  # AA | AE | AR
-    ack: bytes | None
+    code: str
+    ack: bytes
     message_id: int | None = None
 
 
@@ -161,8 +161,7 @@ class MessageHandler:
             application=self.settings.application_name,
             facility=self.settings.facility_name,
         )
-        ack = text.encode(charset, errors="replace") if ack_wanted(header, code) else None
-        return Reply(code, ack, message_id)
+        return Reply(code, text.encode(charset, errors="replace"), message_id)
 
     def _store(
         self,
@@ -226,17 +225,18 @@ class MessageHandler:
                 return replace(reply, message_id=message_id)
             if previous is not None:
                 # A resend: the same answer as the first time, nothing processed again.
+                ack = previous.ack or self._reply(header, "AA", None, reading.charset).ack
                 message_id = record_message(
                     session,
                     receipt,
                     MessageOutcome.DUPLICATE,
                     ack_code="AA",
-                    ack=previous.ack,
+                    ack=ack,
                     sender_id=sender_id,
                     duplicate_of=previous,
                 )
                 self._mark_reprocessed(session, replaces, message_id)
-                return Reply("AA", previous.ack, message_id)
+                return Reply("AA", ack, message_id)
             assert reading.documents is not None
             reply = self._reply(header, "AA", None, reading.charset)
             message_id = record_message(
@@ -293,9 +293,21 @@ def _read_header_only(raw: bytes) -> _Reading:
     try:
         line, separators = er7.read_header_line(raw)
     except MessageRejected as exc:
-        return _Reading(rejection=exc)
+        return _Reading(header=_best_effort_header(raw), rejection=exc)
     msh = er7.Segment(line.split(separators.field))
     return _Reading(header=read_header(er7.Message(separators, [msh], "latin-1")))
+
+
+def _best_effort_header(raw: bytes) -> Header | None:
+    """The header of a message whose MSH-2 is unusable, read with the standard separators,
+    so that its rejection still echoes MSH-10 and reaches the right sender."""
+    data = raw.removeprefix(er7.UTF8_BOM).lstrip(b" \t\r\n")
+    if not data.startswith(b"MSH") or len(data) < 8:
+        return None
+    line = data.replace(b"\n", b"\r").split(b"\r", 1)[0].decode("latin-1")
+    fields = line.split(line[3])
+    msh = er7.Segment(["MSH", er7.DEFAULT_ENCODING_CHARACTERS, *fields[2:]])
+    return read_header(er7.Message(er7.DEFAULT_SEPARATORS, [msh], "latin-1"))
 
 
 def _read(raw: bytes, settings: Settings) -> _Reading:

@@ -100,6 +100,8 @@ class MLLPListener:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop accepting, let each connection finish the message in hand, close them all."""
         self._stopping.set()
+        with contextlib.suppress(OSError):
+            self._socket.shutdown(socket.SHUT_RDWR)  # wakes a blocked accept() at once
         self._socket.close()
         with self._lock:
             connections = list(self._connections)
@@ -148,5 +150,4 @@ class MLLPListener:
                     reply = self.handler.handle_oversize(
                         event.head, event.size, transport="mllp", peer=peer
                     )
-                if reply.ack is not None:
-                    conn.sendall(encode(reply.ack))
+                conn.sendall(encode(reply.ack))

@@ -15,6 +15,8 @@ END_BLOCK = b"\x1c"  # FS
 CARRIAGE_RETURN = b"\x0d"
 # Enough of an oversize frame to read its MSH and address the rejection.
 OVERSIZE_HEAD_BYTES = 64 * 1024
+# Not counted as stray between frames, wherever it sits among other bytes.
+_WHITESPACE = b" \t\r\n\x0b\x0c"
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ class FrameDecoder:
             if not self._in_frame:
                 start = buf.find(START_BLOCK)
                 junk = buf if start == -1 else buf[:start]
-                self.stray_bytes += len(bytes(junk).strip())
+                self.stray_bytes += len(bytes(junk).translate(None, _WHITESPACE))
                 if start == -1:
                     buf.clear()
                     break

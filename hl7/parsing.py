@@ -150,13 +150,13 @@ def check_supported(header: Header, processing_ids: tuple[str, ...]) -> None:
             "200",
             f"message type {header.message_type or '(empty)'} is not accepted: "
             "send MDM (T01-T11) or ORU^R01",
-            "MSH^1^9^1",
+            "MSH^1^9^1^1",  # ERL: segment^sequence^field^repetition^component
         )
     if header.trigger_event not in events:
         raise rejected(
             "201",
             f"event {header.type_label} is not accepted: send MDM T01-T11 or ORU^R01",
-            "MSH^1^9^2",
+            "MSH^1^9^1^2",
         )
     version = _version_tuple(header.version)
     if version is None:
@@ -190,7 +190,8 @@ def parse_datetime(value: str) -> datetime | None:
             int(hour or 0),
             int(minute or 0),
             int(second or 0),
-            int(float(fraction) * 1_000_000) if fraction else 0,
+            # Digits, not float(): float(".0157") * 1e6 truncates to 15699.
+            int(fraction[1:7].ljust(6, "0")) if fraction else 0,
         )
     except ValueError:
         return None

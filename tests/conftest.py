@@ -21,6 +21,7 @@ from flagging.db import Database
 from flagging.migrate import upgrade
 from flagging.models import metadata
 from hl7.inbound import MessageHandler
+from hl7.listener import MLLPListener
 from tests import samples
 
 
@@ -86,3 +87,12 @@ def handler(db: Database, settings: Settings, sender_token: str) -> MessageHandl
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def listener(handler: MessageHandler) -> Iterator[MLLPListener]:
+    """An MLLP listener on a free loopback port, stopped after the test."""
+    server = MLLPListener(handler, host="127.0.0.1", port=0, max_message_bytes=256 * 1024)
+    server.start()
+    yield server
+    server.stop()

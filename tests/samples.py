@@ -61,8 +61,12 @@ def msh(
     )
 
 
-def pid(nhs_number: str = NHS_NUMBERS[0], *, family: str = "TESTPATIENT", given: str = "ALEX") -> str:
-    ident = f"{nhs_number}^^^NHS^NH~H123456^^^{SENDER}^MR" if nhs_number else f"H123456^^^{SENDER}^MR"
+def pid(
+    nhs_number: str = NHS_NUMBERS[0], *, family: str = "TESTPATIENT", given: str = "ALEX"
+) -> str:
+    ident = (
+        f"{nhs_number}^^^NHS^NH~H123456^^^{SENDER}^MR" if nhs_number else f"H123456^^^{SENDER}^MR"
+    )
     return segment("PID", {1: "1", 3: ident, 5: f"{family}^{given}", 7: "19700101", 8: "U"})
 
 
@@ -161,8 +165,15 @@ def oru(
         pd1(practice),
         segment(
             "OBR",
-            {1: "1", 2: "PLACER-1", 3: number, 4: "XR^Chest X-ray", 7: "20261124080000",
-             25: status, 32: "C7654321&BLUE&ROBIN"},
+            {
+                1: "1",
+                2: "PLACER-1",
+                3: number,
+                4: "XR^Chest X-ray",
+                7: "20261124080000",
+                25: status,
+                32: "C7654321&BLUE&ROBIN",
+            },
         ),
         observations if observations is not None else obx_text("No acute abnormality."),
     )

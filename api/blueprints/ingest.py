@@ -33,7 +33,7 @@ HL7_MEDIA_TYPES = frozenset(
 class IngestFunction(Protocol):
     def __call__(
         self, raw: bytes, *, transport: str, peer: str, sender_id: int
-    ) -> tuple[str, bytes | None]: ...
+    ) -> tuple[str, bytes]: ...
 
 
 def _bearer_token() -> str:
@@ -64,8 +64,6 @@ def receive_message() -> Response:
     if ingest is None:
         return problem(503, "Service Unavailable", "HL7 ingest is not enabled in this process")
     code, ack = ingest(raw, transport="http", peer=request.remote_addr or "", sender_id=sender_id)
-    if ack is None:  # the message asked for no acknowledgement (MSH-15 NE, ER or SU)
-        return Response(status=204, headers={"X-HL7-Ack-Code": code})
     return Response(
         ack, status=200, mimetype="application/hl7-v2", headers={"X-HL7-Ack-Code": code}
     )

@@ -17,7 +17,7 @@ class Sender(Base):
     __table_args__ = (UniqueConstraint("ods_code", "application"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    ods_code: Mapped[str] = mapped_column(String(40))
+    ods_code: Mapped[str] = mapped_column(String(180))  # MSH-4: an ODS code, or an OID
     # Empty means "any MSH-3": NULLs would not be unique on either database.
     application: Mapped[str] = mapped_column(String(180), default="")
     name: Mapped[str] = mapped_column(String(200))

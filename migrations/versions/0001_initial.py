@@ -32,7 +32,7 @@ def upgrade() -> None:
     op.create_table(
         "senders",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("ods_code", sa.String(length=40), nullable=False),
+        sa.Column("ods_code", sa.String(length=180), nullable=False),
         sa.Column("application", sa.String(length=180), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("token_hash", sa.String(length=64), nullable=True),

@@ -1,0 +1,130 @@
+"""The `flagging` command line, run in-process against the test database."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cli.main import main
+from config import Settings
+from flagging.db import Database
+from hl7.listener import MLLPListener
+from tests import samples
+
+
+@pytest.fixture(autouse=True)
+def environment(monkeypatch: pytest.MonkeyPatch, settings: Settings, db: Database) -> None:
+    monkeypatch.setenv("FLAGGING_ENV", "test")
+    monkeypatch.setenv("FLAGGING_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("FLAGGING_INSTANCE_PATH", str(settings.instance_path))
+    monkeypatch.setenv("FLAGGING_SECRET_KEY", "test-secret")
+
+
+def _json(capsys: pytest.CaptureFixture[str], *argv: str) -> object:
+    capsys.readouterr()
+    assert main([*argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_senders_and_practices_are_registered_and_listed_as_json(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["senders", "add", "rh8", "--name", "Royal Devon"]) == 0
+    out = capsys.readouterr().out
+    assert "token (shown once" in out
+    assert main(["practices", "add", "A81001", "--name", "The Surgery"]) == 0
+
+    senders = _json(capsys, "senders", "list")
+    practices = _json(capsys, "practices", "list")
+    assert [(s["ods_code"], s["name"]) for s in senders] == [("RH8", "Royal Devon")]
+    assert [p["ods_code"] for p in practices] == ["A81001"]
+    assert "token" not in json.dumps(senders)
+
+
+def test_failures_exit_non_zero_with_a_one_line_reason(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["practices", "add", "NOTACODE"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("flagging: ")
+    assert "\n" not in err
+    assert main(["documents", "show", "999"]) == 1
+    assert "no document 999" in capsys.readouterr().err
+
+
+def test_send_prints_each_ack_and_the_document_is_then_listed(
+    capsys: pytest.CaptureFixture[str], listener: MLLPListener, sender_token: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "two.hl7"
+    path.write_bytes(
+        samples.mdm(control_id="C1", number="D1") + samples.mdm(control_id="C2", number="D2")
+    )
+    host, port = listener.address
+    assert main(["send", str(path), "--host", host, "--port", str(port)]) == 0
+    out = capsys.readouterr().out
+    assert out.count(": AA") == 2
+    assert "MSA|AA|C1" in out
+    assert "MSA|AA|C2" in out
+
+    documents = _json(capsys, "documents", "list")
+    assert sorted(d["document_number"] for d in documents) == ["D1", "D2"]
+    shown = _json(capsys, "documents", "show", str(documents[0]["id"]))
+    assert shown["nhs_number"] == "999 000 0018"
+    assert [v["event"] for v in shown["versions"]] == ["T02"]
+
+
+def test_send_exits_non_zero_when_a_message_is_not_accepted(
+    capsys: pytest.CaptureFixture[str], listener: MLLPListener, sender_token: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "bad.hl7"
+    path.write_bytes(samples.mdm(nhs_number=""))
+    host, port = listener.address
+    assert main(["send", str(path), "--host", host, "--port", str(port)]) == 1
+    assert ": AE" in capsys.readouterr().out
+
+
+def test_quarantined_message_is_listed_shown_and_reprocessed(
+    capsys: pytest.CaptureFixture[str], listener: MLLPListener, sender_token: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "unknown-sender.hl7"
+    path.write_bytes(samples.mdm(sender="RNEW", control_id="Q1"))
+    host, port = listener.address
+    main(["send", str(path), "--host", host, "--port", str(port)])
+
+    [message] = _json(capsys, "messages", "list", "--outcome", "rejected")
+    assert message["error"].startswith("204")
+    shown = _json(capsys, "messages", "show", str(message["id"]))
+    assert "MSH|" in shown["raw"]
+
+    assert main(["messages", "reprocess", str(message["id"])]) == 1  # still unregistered
+    assert main(["senders", "add", "RNEW"]) == 0
+    capsys.readouterr()
+    assert main(["messages", "reprocess", str(message["id"])]) == 0
+    assert ": AA" in capsys.readouterr().out
+    assert len(_json(capsys, "documents", "list")) == 1
+
+
+def test_unroutable_document_is_routed_to_a_practice(
+    capsys: pytest.CaptureFixture[str], listener: MLLPListener, sender_token: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "v81999.hl7"
+    path.write_bytes(samples.mdm(practice="V81999"))
+    host, port = listener.address
+    main(["send", str(path), "--host", host, "--port", str(port)])
+    [document] = _json(capsys, "documents", "list", "--unroutable")
+    assert main(["documents", "route", str(document["id"]), samples.PRACTICE]) == 0
+    assert _json(capsys, "documents", "list", "--unroutable") == []
+
+
+def test_demo_loads_the_examples_and_every_one_is_accepted(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    examples = sorted(p.name for p in samples.EXAMPLES.glob("*.hl7"))
+    assert [line.split(":")[0] for line in out.splitlines() if ".hl7" in line] == examples
+    assert out.count(": AA") == len(examples)
+    documents = _json(capsys, "documents", "list")
+    assert len(documents) == len(examples) - 1  # the addendum joins its parent's thread
