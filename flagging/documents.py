@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from flagging.errors import NotFound
+from flagging import feed
+from flagging.errors import Conflict, NotFound
 from flagging.models import Document, DocumentVersion
 from flagging.organisations import get_practice
 
@@ -49,8 +50,13 @@ def route_document(session: Session, document_id: int, practice_ods_code: str) -
     """Send an unroutable document to a registered practice."""
     document = get_document(session, document_id)
     practice = get_practice(session, practice_ods_code)
+    if document.practice_id is not None:
+        raise Conflict(f"document {document_id} already goes to {document.practice_ods_code}")
+    now = datetime.now(UTC)
     document.practice_id = practice.id
     document.practice_ods_code = practice.ods_code
-    document.updated_at = datetime.now(UTC)
+    document.updated_at = now
+    latest = versions_of(session, document_id)[-1]
+    feed.publish_version(session, document, latest, now)
     session.flush()
     return document

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from flagging.models.documents import VersionChange
+from flagging.visibility import SourceFlag
 
 
 @dataclass(frozen=True)
@@ -62,5 +63,7 @@ class DocumentInput:
     confidentiality: str = ""
     availability: str = ""
     placer_number: str = ""
+    specialty: str = ""  # PV1-10 hospital service
+    flag: SourceFlag | None = None  # a ZFL segment in the message
     content_type: str = ""
     content: bytes | None = None

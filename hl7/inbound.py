@@ -247,10 +247,11 @@ class MessageHandler:
                 ack=reply.ack,
                 sender_id=sender_id,
             )
+            assert sender is not None
             for doc in reading.documents:
                 store_document(
                     session,
-                    sender_id=sender_id or 0,
+                    sender=sender,
                     message_id=message_id,
                     doc=doc,
                     now=receipt.received_at,

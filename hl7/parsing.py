@@ -15,7 +15,8 @@ from zoneinfo import ZoneInfo
 
 from flagging import nhs_number
 from flagging.inbound import DocumentInput, Patient
-from flagging.models.documents import VersionChange
+from flagging.models import Reason, VersionChange, Visibility
+from flagging.visibility import SYSTEM, Actor, SourceFlag
 from hl7.er7 import Message, Segment, Separators
 from hl7.errors import content_error, rejected
 
@@ -343,6 +344,42 @@ def read_documents(message: Message, header: Header) -> list[DocumentInput]:
     return _read_oru(message, header)
 
 
+ZFL_STATUS = {"P": Visibility.PENDING, "W": Visibility.WITHHELD, "V": Visibility.VISIBLE}
+
+
+def read_flag(message: Message) -> SourceFlag | None:
+    """The ZFL segment (DESIGN.md): visibility decided by the sender at source."""
+    zfl = message.first("ZFL")
+    if zfl is None:
+        return None
+    status = message.component(zfl.field(2), 1).upper()
+    if status not in ZFL_STATUS:
+        raise content_error("103", "ZFL-2 visibility status must be P, W or V", "ZFL^1^2")
+    reason_code = message.component(zfl.field(4), 1).lower()
+    reason_text = message.unescape(message.component(zfl.field(4), 2))
+    note = ""
+    if status == "W" and reason_code not in {r.value for r in Reason}:
+        reason_code, note = Reason.OTHER.value, reason_text or "withheld at source (ZFL)"
+    elif reason_code == Reason.OTHER:
+        note = reason_text or "withheld at source (ZFL)"
+    code, name = _person(message, zfl.field(5))
+    return SourceFlag(
+        visibility=ZFL_STATUS[status],
+        reason=reason_code if status == "W" else "",
+        note=note,
+        decided_by=Actor(code=code, name=name) if code or name else SYSTEM,
+        decided_at=parse_datetime(message.component(zfl.field(6), 1)),
+        withhold_until=parse_datetime(message.component(zfl.field(7), 1))
+        if status == "W"
+        else None,
+    )
+
+
+def _specialty(message: Message) -> str:
+    pv1 = message.first("PV1")
+    return message.component(pv1.field(10), 1).upper() if pv1 is not None else ""
+
+
 def _read_mdm(message: Message, header: Header) -> DocumentInput:
     patient = read_patient(message, message.first("PID"))
     txa = message.first("TXA")
@@ -381,6 +418,8 @@ def _read_mdm(message: Message, header: Header) -> DocumentInput:
         completion_status=message.component(txa.field(17), 1).upper(),
         confidentiality=message.component(txa.field(18), 1).upper(),
         availability=message.component(txa.field(19), 1).upper(),
+        specialty=_specialty(message),
+        flag=read_flag(message),
         content_type=content_type,
         content=content,
     )
@@ -402,6 +441,8 @@ def _read_oru(message: Message, header: Header) -> list[DocumentInput]:
             groups[-1][3].append(segment)
     if not groups:
         raise content_error("100", "ORU^R01 has no OBR segment", "OBR")
+    flag = read_flag(message)
+    specialty = _specialty(message)
     documents = []
     for position, (obr, group_pid, group_pd1, observations) in enumerate(groups, start=1):
         patient = read_patient(message, group_pid)
@@ -431,6 +472,8 @@ def _read_oru(message: Message, header: Header) -> list[DocumentInput]:
                 origination_time=parse_datetime(message.component(obr.field(7), 1)),
                 completion_status=status,
                 placer_number=message.component(obr.field(2), 1),
+                specialty=specialty,
+                flag=flag,
                 content_type=content_type,
                 content=content,
             )

@@ -36,13 +36,28 @@ class Document(Base):
         UniqueConstraint("sender_id", "document_number"),
         # Unroutable documents are listed for administrators: those with no practice.
         Index("ix_documents_practice_id_id", "practice_id", "id"),
+        # The clinicians' worklist: a trust's documents by status, soonest deadline first, and
+        # the same for one author ("mine"). Keyset pages walk these indexes.
+        Index("ix_documents_worklist", "sender_id", "visibility", "review_due_at", "id"),
+        Index(
+            "ix_documents_worklist_author",
+            "sender_id",
+            "author_code",
+            "visibility",
+            "review_due_at",
+            "id",
+        ),
+        Index("ix_documents_sender_family_name", "sender_id", "family_name"),
+        # Pending documents whose review window lapses, for the release job.
+        Index("ix_documents_release", "visibility", "auto_release", "review_due_at"),
+        Index("ix_documents_expiry", "visibility", "withhold_until"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     sender_id: Mapped[int] = mapped_column(ForeignKey("senders.id"))
     document_number: Mapped[str] = mapped_column(String(199))
     kind: Mapped[str] = mapped_column(String(3))  # MDM | ORU
-    status: Mapped[DocumentStatus] = mapped_column(String(12), default=DocumentStatus.CURRENT)
+    status: Mapped[str] = mapped_column(String(12), default=DocumentStatus.CURRENT.value)
     nhs_number: Mapped[str] = mapped_column(String(10), index=True)
     family_name: Mapped[str] = mapped_column(String(100), default="")
     given_name: Mapped[str] = mapped_column(String(100), default="")
@@ -51,6 +66,20 @@ class Document(Base):
     practice_ods_code: Mapped[str] = mapped_column(String(20), default="")
     practice_id: Mapped[int | None] = mapped_column(ForeignKey("practices.id"))
     latest_version: Mapped[int] = mapped_column(default=1)
+    # Of the latest version, copied here for the worklist and the release job.
+    document_type: Mapped[str] = mapped_column(String(250), default="")
+    title: Mapped[str] = mapped_column(String(250), default="")
+    author_code: Mapped[str] = mapped_column(String(100), default="")
+    specialty: Mapped[str] = mapped_column(String(100), default="")  # PV1-10 hospital service
+    visibility: Mapped[str] = mapped_column(String(10), default="pending")
+    review_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # False while a person must decide (screening hit, or pending at source).
+    auto_release: Mapped[bool] = mapped_column(default=True)
+    withhold_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Bumped by every new version and decision: a form made on an older one is stale.
+    revision: Mapped[int] = mapped_column(default=1)
+    # Whether document.available has gone into the practice's feed.
+    published: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
@@ -86,4 +115,14 @@ class DocumentVersion(Base):
     placer_number: Mapped[str] = mapped_column(String(199), default="")  # OBR-2
     content_type: Mapped[str] = mapped_column(String(100), default="")
     content: Mapped[bytes | None] = mapped_column(LargeBinary)
+    specialty: Mapped[str] = mapped_column(String(100), default="")
+    # The version's current visibility; its history is in `decisions`.
+    visibility: Mapped[str] = mapped_column(String(10), default="pending")
+    visibility_source: Mapped[str] = mapped_column(String(15), default="")
+    reason: Mapped[str] = mapped_column(String(20), default="")
+    withhold_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    decided_by: Mapped[str] = mapped_column(String(200), default="")
+    # Whether this version has gone into the feed (document.available or .superseded).
+    published: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import String, UniqueConstraint
+from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from flagging.models.base import Base, UTCDateTime, utcnow
@@ -23,7 +23,23 @@ class Sender(Base):
     name: Mapped[str] = mapped_column(String(200))
     # SHA-256 of the HTTP bearer token; the token itself is shown once and never stored.
     token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # Minutes a document stays pending before it is released if nobody decided (0 allowed).
+    review_window_minutes: Mapped[int] = mapped_column(Integer, default=24 * 60)
+    # What TXA-18 = V (very restricted) means for this sender: "withheld" or "pending".
+    txa18_v_policy: Mapped[str] = mapped_column(String(10), default="pending")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ReviewWindow(Base):
+    """A sender's review window for one document type (TXA-2 / OBR-4 code)."""
+
+    __tablename__ = "review_windows"
+    __table_args__ = (UniqueConstraint("sender_id", "document_type"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sender_id: Mapped[int] = mapped_column(ForeignKey("senders.id"))
+    document_type: Mapped[str] = mapped_column(String(250))
+    minutes: Mapped[int]
 
 
 class Practice(Base):
@@ -34,4 +50,18 @@ class Practice(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     ods_code: Mapped[str] = mapped_column(String(10), unique=True)
     name: Mapped[str] = mapped_column(String(200))
+    # "immediate": documents enter the feed when received; "decided": once not pending.
+    feed_mode: Mapped[str] = mapped_column(String(10), default="immediate")
+    # The number of the practice's last feed event; the row is locked to number the next.
+    feed_seq: Mapped[int] = mapped_column(Integer, default=0)
+    # Receipt the GP system acknowledged (POST .../acknowledgements), for the operators.
+    acknowledged_seq: Mapped[int] = mapped_column(Integer, default=0)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Optional MLLP push of the feed to the practice's system.
+    push_host: Mapped[str] = mapped_column(String(200), default="")
+    push_port: Mapped[int] = mapped_column(Integer, default=0)
+    push_seq: Mapped[int] = mapped_column(Integer, default=0)  # last event delivered
+    push_failures: Mapped[int] = mapped_column(Integer, default=0)
+    push_error: Mapped[str] = mapped_column(String(500), default="")
+    push_retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

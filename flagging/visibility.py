@@ -1,0 +1,327 @@
+"""Visibility of document versions: set at ingest, decided by people, released by time.
+
+The one use case that changes a visibility is `decide_visibility`; the web form, the hospital
+API, the message path and the scheduled jobs all go through it, so every change leaves one
+history entry and, for a routed document, one feed event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from flagging import feed
+from flagging.errors import Conflict, InvalidInput, NotFound
+from flagging.models import (
+    Decision,
+    Document,
+    DocumentVersion,
+    Reason,
+    ReviewWindow,
+    ScreeningHit,
+    Sender,
+    Source,
+    Visibility,
+)
+from flagging.screening import Hit, active_rules
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who decided: a signed-in user, a hospital system, or the service itself."""
+
+    code: str = ""
+    name: str = ""
+    user_id: int | None = None
+
+
+SYSTEM = Actor(code="", name="flagging service")
+
+
+@dataclass(frozen=True)
+class SourceFlag:
+    """A decision carried in the message itself (ZFL segment, or TXA-18 = V)."""
+
+    visibility: Visibility
+    reason: str = ""
+    note: str = ""
+    decided_by: Actor = SYSTEM
+    decided_at: datetime | None = None
+    withhold_until: datetime | None = None
+
+
+def _apply(
+    session: Session,
+    document: Document,
+    version: DocumentVersion,
+    *,
+    visibility: Visibility,
+    source: Source,
+    actor: Actor,
+    now: datetime,
+    reason: str = "",
+    note: str = "",
+    withhold_until: datetime | None = None,
+    decided_at: datetime | None = None,
+) -> Decision:
+    """Record a decision and make it the version's (and, if latest, the document's) state."""
+    decision = Decision(
+        document_id=document.id,
+        version_id=version.id,
+        visibility=visibility.value,
+        reason=reason,
+        note=note,
+        withhold_until=withhold_until,
+        source=source.value,
+        user_id=actor.user_id,
+        decided_by_code=actor.code[:100],
+        decided_by_name=actor.name[:200],
+        decided_at=decided_at or now,
+    )
+    session.add(decision)
+    version.visibility = visibility.value
+    version.visibility_source = source.value
+    version.reason = reason
+    version.withhold_until = withhold_until
+    version.decided_at = decided_at or now
+    version.decided_by = actor.name or actor.code
+    if version.version == document.latest_version:
+        document.visibility = visibility.value
+        document.withhold_until = withhold_until
+        if visibility != Visibility.PENDING:
+            document.auto_release = False
+    document.revision += 1
+    document.updated_at = now
+    session.flush()
+    return decision
+
+
+def review_window(session: Session, sender_id: int, document_type: str) -> timedelta:
+    minutes = session.scalar(
+        select(ReviewWindow.minutes).where(
+            ReviewWindow.sender_id == sender_id, ReviewWindow.document_type == document_type
+        )
+    )
+    if minutes is None:
+        minutes = session.execute(
+            select(Sender.review_window_minutes).where(Sender.id == sender_id)
+        ).scalar_one()
+    return timedelta(minutes=minutes)
+
+
+def assess_new_version(
+    session: Session,
+    document: Document,
+    version: DocumentVersion,
+    *,
+    previous: DocumentVersion | None,
+    flag: SourceFlag | None,
+    text: str,
+    now: datetime,
+) -> list[Hit]:
+    """Give a newly stored version its first visibility (DESIGN.md, "How a version gets its
+    status"): flag at source, else inherit a hidden predecessor, else screening, else the
+    review window. Returns the screening hits."""
+    hits = active_rules(session).screen(text, version.document_type, version.specialty)
+    for hit in hits:
+        session.execute(
+            insert(ScreeningHit).values(
+                version_id=version.id, rule_id=hit.rule_id, start=hit.start, end=hit.end
+            )
+        )
+    document.review_due_at = None
+    document.auto_release = False
+    if version.change == "cancel":
+        # A withdrawn document stays as it was; the cancel itself shows nothing.
+        state = previous.visibility if previous else Visibility.PENDING.value
+        version.visibility = state
+        document.visibility = state
+        return hits
+    if flag is not None:
+        _apply(
+            session,
+            document,
+            version,
+            visibility=flag.visibility,
+            source=Source.MESSAGE,
+            actor=flag.decided_by,
+            now=now,
+            reason=flag.reason,
+            note=flag.note,
+            withhold_until=flag.withhold_until,
+            decided_at=flag.decided_at,
+        )
+        return hits
+    if previous is not None and previous.visibility == Visibility.WITHHELD:
+        _apply(
+            session,
+            document,
+            version,
+            visibility=Visibility.WITHHELD,
+            source=Source(previous.visibility_source or Source.CLINICIAN.value),
+            actor=SYSTEM,
+            now=now,
+            reason=previous.reason,
+            note=f"carried over from version {previous.version}, which was withheld",
+            withhold_until=previous.withhold_until,
+        )
+        return hits
+    version.visibility = Visibility.PENDING.value
+    document.visibility = Visibility.PENDING.value
+    window = review_window(session, document.sender_id, version.document_type)
+    document.review_due_at = now + window
+    held_before = previous is not None and previous.visibility == Visibility.PENDING
+    if hits:
+        return hits  # a person must decide: never released by the window
+    if previous is not None and held_before and not _previous_auto_release(session, previous):
+        return hits
+    document.auto_release = True
+    if window <= timedelta(0):
+        _apply(
+            session,
+            document,
+            version,
+            visibility=Visibility.VISIBLE,
+            source=Source.REVIEW_WINDOW,
+            actor=SYSTEM,
+            now=now,
+        )
+    return hits
+
+
+def _previous_auto_release(session: Session, previous: DocumentVersion) -> bool:
+    """Whether a pending predecessor was waiting only for its review window."""
+    held = session.scalar(
+        select(ScreeningHit.id).where(ScreeningHit.version_id == previous.id).limit(1)
+    )
+    return held is None and previous.visibility_source != Source.MESSAGE
+
+
+def decide_visibility(
+    session: Session,
+    *,
+    document_id: int,
+    visibility: Visibility,
+    actor: Actor,
+    reason: str = "",
+    note: str = "",
+    withhold_until: datetime | None = None,
+    source: Source = Source.CLINICIAN,
+    expected_revision: int | None = None,
+    now: datetime,
+) -> Decision:
+    """Withhold or release a document's latest version (a clinician, a hospital system)."""
+    document = session.execute(
+        select(Document).where(Document.id == document_id).with_for_update()
+    ).scalar_one_or_none()
+    if document is None:
+        raise NotFound(f"no document {document_id}")
+    if expected_revision is not None and expected_revision != document.revision:
+        raise Conflict(
+            "this document changed since the page was opened (a new version arrived or "
+            "someone else decided): review it again before deciding"
+        )
+    if visibility == Visibility.PENDING:
+        raise InvalidInput("a decision withholds or releases; it cannot make a document pending")
+    if visibility == Visibility.WITHHELD:
+        try:
+            Reason(reason)
+        except ValueError:
+            raise InvalidInput(
+                f"a reason is required to withhold: one of {', '.join(r.value for r in Reason)}"
+            ) from None
+        if reason == Reason.OTHER and not note.strip():
+            raise InvalidInput("withholding for 'other' reasons needs a note saying why")
+        if withhold_until is not None and withhold_until <= now:
+            raise InvalidInput("'withhold until' must be in the future")
+    else:
+        reason, withhold_until = "", None
+    version = session.execute(
+        select(DocumentVersion).where(
+            DocumentVersion.document_id == document.id,
+            DocumentVersion.version == document.latest_version,
+        )
+    ).scalar_one()
+    decision = _apply(
+        session,
+        document,
+        version,
+        visibility=visibility,
+        source=source,
+        actor=actor,
+        now=now,
+        reason=reason,
+        note=note.strip(),
+        withhold_until=withhold_until,
+    )
+    document.review_due_at = None
+    feed.visibility_changed(session, document, version, now)
+    return decision
+
+
+def release_lapsed(session: Session, now: datetime, limit: int = 200) -> int:
+    """Scheduled job body: release pending documents whose review window lapsed without a
+    decision or a screening hit (source review-window), and withheld ones whose
+    withhold-until passed (source expiry). Safe when two schedulers run it at once: each
+    document is re-checked under its row lock, so only one of them acts on it."""
+    released = 0
+    due = session.scalars(
+        select(Document.id)
+        .where(
+            Document.visibility == Visibility.PENDING.value,
+            Document.auto_release.is_(True),
+            Document.review_due_at <= now,
+        )
+        .order_by(Document.review_due_at)
+        .limit(limit)
+    ).all()
+    for document_id in due:
+        released += _release_one(session, document_id, now, Source.REVIEW_WINDOW)
+    expired = session.scalars(
+        select(Document.id)
+        .where(
+            Document.visibility == Visibility.WITHHELD.value,
+            Document.withhold_until <= now,
+        )
+        .order_by(Document.withhold_until)
+        .limit(limit)
+    ).all()
+    for document_id in expired:
+        released += _release_one(session, document_id, now, Source.EXPIRY)
+    return released
+
+
+def _release_one(session: Session, document_id: int, now: datetime, source: Source) -> int:
+    document = session.execute(
+        select(Document).where(Document.id == document_id).with_for_update(skip_locked=True)
+    ).scalar_one_or_none()
+    if document is None:
+        return 0  # another scheduler holds it
+    session.refresh(document)
+    if source == Source.REVIEW_WINDOW:
+        still_due = (
+            document.visibility == Visibility.PENDING
+            and document.auto_release
+            and document.review_due_at is not None
+            and document.review_due_at <= now
+        )
+    else:
+        still_due = (
+            document.visibility == Visibility.WITHHELD
+            and document.withhold_until is not None
+            and document.withhold_until <= now
+        )
+    if not still_due:
+        return 0
+    decide_visibility(
+        session,
+        document_id=document.id,
+        visibility=Visibility.VISIBLE,
+        actor=SYSTEM,
+        source=source,
+        now=now,
+    )
+    return 1
