@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from cli import demo, output
+from cli import demo, output, scheduler
 from cli.wiring import Services, build, mllp_listener, web_app
 from config import ConfigError, load_settings
 from flagging import documents as documents_uc
@@ -61,7 +61,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     listener.start()
     threading.Thread(target=web.serve_forever, name="http", daemon=True).start()
+    jobs = scheduler.start(services)
     _wait_for_signal()
+    jobs.shutdown()
     listener.stop()
     web.shutdown()
     services.db.dispose()
@@ -78,6 +80,21 @@ def cmd_mllp(args: argparse.Namespace) -> int:
     listener.start()
     _wait_for_signal()
     listener.stop()
+    services.db.dispose()
+    return 0
+
+
+def cmd_scheduler(args: argparse.Namespace) -> int:
+    """The scheduled jobs alone (review-window release, expiry, push)."""
+    services = _services()
+    if args.once:
+        for name, job, _ in scheduler.JOBS:
+            print(f"{name}: {job(services)}")
+        return 0
+    jobs = scheduler.start(services)
+    print("flagging: scheduler running", file=sys.stderr, flush=True)
+    _wait_for_signal()
+    jobs.shutdown()
     services.db.dispose()
     return 0
 
@@ -296,6 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mllp = command(sub, "mllp", cmd_mllp, "run the MLLP listener alone")
     mllp.add_argument("--port", type=int, help="override FLAGGING_MLLP_PORT (0: any free port)")
+
+    sched = command(sub, "scheduler", cmd_scheduler, "run the scheduled jobs")
+    sched.add_argument("--once", action="store_true", help="run each job once and exit")
 
     db = group("db", "database schema")
     command(db, "upgrade", cmd_db_upgrade, "apply the migrations")

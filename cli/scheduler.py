@@ -1,0 +1,51 @@
+"""The scheduler: started by `flagging scheduler` (or by `serve` in one-process mode), never by
+create_app. Each job run is one transaction; jobs are safe when two schedulers run at once."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy.exc import SQLAlchemyError
+
+from cli.wiring import Services
+from flagging.visibility import release_lapsed
+
+log = logging.getLogger(__name__)
+
+
+def release_job(services: Services) -> int:
+    """Release lapsed review windows and expired withhold-until dates (one transaction)."""
+    with services.db.transaction() as session:
+        released = release_lapsed(session, datetime.now(UTC))
+    if released:
+        log.info("released %d documents", released)
+    return released
+
+
+# (name, function, interval in seconds)
+JOBS: list[tuple[str, Callable[[Services], object], float]] = [
+    ("release", release_job, 30.0),
+]
+
+
+def _guarded(name: str, job: Callable[[Services], object], services: Services) -> None:
+    try:
+        job(services)
+    except SQLAlchemyError as exc:
+        log.error("job %s failed: database error %s", name, type(exc).__name__)
+    except Exception:
+        log.exception("job %s failed", name)
+
+
+def start(services: Services) -> BackgroundScheduler:
+    scheduler = BackgroundScheduler(timezone=UTC)
+    for name, job, seconds in JOBS:
+        scheduler.add_job(
+            _guarded, "interval", args=(name, job, services), seconds=seconds, id=name,
+            max_instances=1, coalesce=True, next_run_time=datetime.now(UTC),
+        )
+    scheduler.start()
+    return scheduler
