@@ -214,6 +214,10 @@ def decide_visibility(
     now: datetime,
 ) -> Decision:
     """Withhold or release a document's latest version (a clinician, a hospital system)."""
+    try:
+        visibility = Visibility(visibility)
+    except ValueError:
+        raise InvalidInput(f"visibility must be withheld or visible, not {visibility!r}") from None
     document = session.execute(
         select(Document).where(Document.id == document_id).with_for_update()
     ).scalar_one_or_none()

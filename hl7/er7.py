@@ -196,10 +196,15 @@ def decode(raw: bytes, declared: str, fallback: str) -> tuple[str, str]:
 
 
 def split_segments(text: str, separators: Separators) -> list[Segment]:
-    """Split on CR, LF or CRLF; skip blank lines and lines that are not segments."""
+    """Split on CR, LF or CRLF and skip blank lines.
+
+    A line that does not start with a segment name is text that a sender broke with a bare
+    line feed inside a field (an OBX-5 paragraph, typically): it is kept, joined to the last
+    field of the segment before it, rather than silently dropped.
+    """
     text = text.lstrip(" \t\r\n")
     lines = text.replace("\r\n", "\r").replace("\n", "\r").split("\r")
-    segments = []
+    segments: list[Segment] = []
     for line in lines:
         line = line.rstrip()
         if not line:
@@ -207,6 +212,8 @@ def split_segments(text: str, separators: Separators) -> list[Segment]:
         fields = line.split(separators.field)
         if _SEGMENT_ID.match(fields[0]):
             segments.append(Segment(fields))
+        elif segments:
+            segments[-1].fields[-1] += "\n" + line
     return segments
 
 

@@ -72,6 +72,16 @@ class FrameDecoder:
                 continue
             if self._discarding:
                 end = buf.find(END_BLOCK)
+                restart = buf.find(START_BLOCK, 0, len(buf) if end == -1 else end)
+                if restart != -1:
+                    # The sender gave up on the oversize frame and began another: answer the
+                    # oversize one, then read the new frame normally.
+                    self._size += restart
+                    del buf[: restart + 1]
+                    events.append(OversizeFrame(self._head, self._size))
+                    self._reset()
+                    self._in_frame = True
+                    continue
                 if end == -1:
                     self._size += len(buf)
                     buf.clear()

@@ -1,0 +1,326 @@
+"""Visibility: set at ingest, decided by people, released by the review window or expiry."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from flagging import screening
+from flagging.db import Database
+from flagging.errors import Conflict, InvalidInput
+from flagging.models import (
+    Decision,
+    Document,
+    DocumentVersion,
+    FeedEvent,
+    Practice,
+    ScreeningHit,
+    Sender,
+    Visibility,
+)
+from flagging.visibility import Actor, decide_visibility, release_lapsed
+from hl7.inbound import MessageHandler
+from tests import samples
+
+CLINICIAN = Actor(code="C1234567", name="Dr Sam Grey", user_id=None)
+
+
+def _ingest(handler: MessageHandler, raw: bytes) -> None:
+    reply = handler.handle(raw, transport="mllp")
+    assert reply.code == "AA", reply.ack
+
+
+def _document(db: Database, number: str = "DOC-1") -> Document:
+    with db.transaction() as session:
+        return session.scalars(select(Document).where(Document.document_number == number)).one()
+
+
+def _decisions(db: Database, document_id: int) -> list[Decision]:
+    with db.transaction() as session:
+        return list(
+            session.scalars(
+                select(Decision).where(Decision.document_id == document_id).order_by(Decision.id)
+            )
+        )
+
+
+def _events(db: Database) -> list[tuple[int, str, str]]:
+    with db.transaction() as session:
+        return [
+            (e.seq, e.type, e.visibility)
+            for e in session.scalars(
+                select(FeedEvent).order_by(FeedEvent.practice_id, FeedEvent.seq)
+            )
+        ]
+
+
+def _decide(db: Database, document_id: int, visibility: str, **kwargs: object) -> Decision:
+    with db.transaction() as session:
+        return decide_visibility(
+            session,
+            document_id=document_id,
+            visibility=Visibility(visibility),
+            actor=CLINICIAN,
+            now=datetime.now(UTC),
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+
+def _release(db: Database, at: datetime) -> int:
+    with db.transaction() as session:
+        return release_lapsed(session, at)
+
+
+def _zfl(status: str, reason: str = "", until: str = "") -> str:
+    label = f"NOPAT^no disclosure to patient^v3-ActCode" if status != "V" else ""
+    return samples.segment(
+        "ZFL",
+        {
+            1: "1",
+            2: status,
+            3: label,
+            4: f"{reason}^{reason}^FLAGREASON" if reason else "",
+            5: "C1234567^GREY^SAM",
+            6: "20261124093000",
+            7: until,
+            8: "message",
+        },
+    )
+
+
+def _with_segment(raw: bytes, segment: str) -> bytes:
+    return raw + segment.encode() + b"\r"
+
+
+def _set_window(db: Database, minutes: int) -> None:
+    with db.transaction() as session:
+        session.execute(update(Sender).values(review_window_minutes=minutes))
+
+
+def test_new_document_is_pending_until_its_review_window_lapses(
+    handler: MessageHandler, db: Database
+) -> None:
+    _ingest(handler, samples.mdm())
+    document = _document(db)
+    assert document.visibility == "pending"
+    assert document.auto_release is True
+    assert document.review_due_at is not None
+    due = document.review_due_at
+    assert timedelta(hours=23) < due - document.created_at <= timedelta(hours=24)
+
+    assert _release(db, due - timedelta(seconds=1)) == 0
+    assert _release(db, due + timedelta(seconds=1)) == 1
+    released = _document(db)
+    assert released.visibility == "visible"
+    [decision] = _decisions(db, document.id)
+    assert (decision.visibility, decision.source) == ("visible", "review-window")
+    assert _release(db, due + timedelta(hours=1)) == 0  # nothing is released twice
+
+
+def test_zero_review_window_releases_at_once(handler: MessageHandler, db: Database) -> None:
+    _set_window(db, 0)
+    _ingest(handler, samples.mdm())
+    document = _document(db)
+    assert document.visibility == "visible"
+    assert [d.source for d in _decisions(db, document.id)] == ["review-window"]
+
+
+def test_screening_hit_holds_a_document_for_a_person_and_never_releases_it(
+    handler: MessageHandler, db: Database
+) -> None:
+    with db.transaction() as session:
+        screening.add_starter_rules(session)
+    _set_window(db, 0)
+    text = "Seen with her partner. Concerns about domestic abuse were raised."
+    _ingest(handler, samples.mdm(lines=(text,)))
+    document = _document(db)
+    assert (document.visibility, document.auto_release) == ("pending", False)
+    with db.transaction() as session:
+        [hit] = session.scalars(select(ScreeningHit)).all()
+        version = session.scalars(select(DocumentVersion)).one()
+    assert version.content is not None
+    assert version.content.decode()[hit.start : hit.end] == "domestic abuse"
+    assert _release(db, datetime.now(UTC) + timedelta(days=365)) == 0
+    assert _document(db).visibility == "pending"
+
+
+def test_document_type_and_specialty_rules_hold_documents_too(
+    handler: MessageHandler, db: Database
+) -> None:
+    with db.transaction() as session:
+        screening.add_rule(session, name="Discharge", kind="document-type", pattern="ds")
+    _set_window(db, 0)
+    _ingest(handler, samples.mdm())
+    assert _document(db).visibility == "pending"
+
+
+@pytest.mark.parametrize(
+    ("segment", "visibility", "reason"),
+    [
+        (_zfl("W", "safeguarding"), "withheld", "safeguarding"),
+        (_zfl("W", "unknown-code"), "withheld", "other"),
+        (_zfl("P"), "pending", ""),
+        (_zfl("V"), "visible", ""),
+    ],
+    ids=["withheld", "withheld-unknown-reason", "pending", "visible"],
+)
+def test_zfl_segment_sets_visibility_at_source(
+    handler: MessageHandler, db: Database, segment: str, visibility: str, reason: str
+) -> None:
+    _ingest(handler, _with_segment(samples.mdm(), segment))
+    document = _document(db)
+    assert document.visibility == visibility
+    assert document.auto_release is False
+    [decision] = _decisions(db, document.id)
+    assert (decision.source, decision.reason, decision.decided_by_code) == (
+        "message",
+        reason,
+        "C1234567",
+    )
+
+
+def test_zfl_with_an_invalid_status_is_a_content_error(handler: MessageHandler) -> None:
+    reply = handler.handle(_with_segment(samples.mdm(), _zfl("X")), transport="mllp")
+    assert reply.code == "AE"
+    assert b"ZFL^1^2" in reply.ack
+
+
+@pytest.mark.parametrize(
+    ("policy", "visibility"), [("pending", "pending"), ("withheld", "withheld")]
+)
+def test_txa18_very_restricted_follows_the_senders_policy(
+    handler: MessageHandler, db: Database, policy: str, visibility: str
+) -> None:
+    with db.transaction() as session:
+        session.execute(update(Sender).values(txa18_v_policy=policy, review_window_minutes=0))
+    raw = samples.mdm().replace(b"|AU|U|AV|", b"|AU|V|AV|")
+    _ingest(handler, raw)
+    document = _document(db)
+    assert document.visibility == visibility
+    assert _decisions(db, document.id)[0].source == "message"
+
+
+def test_txa19_unavailable_is_not_read_as_a_visibility_flag(
+    handler: MessageHandler, db: Database
+) -> None:
+    _set_window(db, 0)
+    _ingest(handler, samples.mdm().replace(b"|AU|U|AV|", b"|AU|U|UN|"))
+    assert _document(db).visibility == "visible"
+
+
+def test_clinician_decisions_are_kept_in_history_and_never_overwritten(
+    handler: MessageHandler, db: Database
+) -> None:
+    _ingest(handler, samples.mdm())
+    document = _document(db)
+    _decide(db, document.id, "withheld", reason="not-yet-discussed", note="Clinic on Friday")
+    _decide(db, document.id, "visible")
+    history = _decisions(db, document.id)
+    assert [(d.visibility, d.reason, d.source) for d in history] == [
+        ("withheld", "not-yet-discussed", "clinician"),
+        ("visible", "", "clinician"),
+    ]
+    assert history[0].note == "Clinic on Friday"
+    assert _document(db).visibility == "visible"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"reason": ""}, "reason is required"),
+        ({"reason": "other"}, "needs a note"),
+        ({"reason": "legal", "withhold_until": datetime(2000, 1, 1, tzinfo=UTC)}, "future"),
+    ],
+)
+def test_withholding_needs_a_reason_a_note_for_other_and_a_future_until_date(
+    handler: MessageHandler, db: Database, kwargs: dict[str, object], message: str
+) -> None:
+    _ingest(handler, samples.mdm())
+    with pytest.raises(InvalidInput, match=message):
+        _decide(db, _document(db).id, "withheld", **kwargs)
+
+
+def test_decision_on_a_stale_revision_is_refused(handler: MessageHandler, db: Database) -> None:
+    _ingest(handler, samples.mdm(control_id="M1"))
+    seen = _document(db).revision
+    _ingest(handler, samples.mdm("T08", control_id="M2", lines=("Edited.",)))
+    with pytest.raises(Conflict, match="changed since"):
+        _decide(db, _document(db).id, "visible", expected_revision=seen)
+    _decide(db, _document(db).id, "visible", expected_revision=_document(db).revision)
+
+
+def test_withhold_until_passing_releases_with_source_expiry(
+    handler: MessageHandler, db: Database
+) -> None:
+    _ingest(handler, samples.mdm())
+    document = _document(db)
+    until = datetime.now(UTC) + timedelta(days=7)
+    _decide(db, document.id, "withheld", reason="not-yet-discussed", withhold_until=until)
+    assert _release(db, until - timedelta(minutes=1)) == 0
+    assert _release(db, until + timedelta(minutes=1)) == 1
+    assert _decisions(db, document.id)[-1].source == "expiry"
+    assert _document(db).visibility == "visible"
+
+
+def test_new_version_of_a_withheld_document_starts_withheld(
+    handler: MessageHandler, db: Database
+) -> None:
+    _set_window(db, 0)
+    _ingest(handler, samples.mdm(control_id="M1"))
+    _decide(db, _document(db).id, "withheld", reason="third-party")
+    _ingest(handler, samples.mdm("T06", control_id="M2", number="DOC-1-A", parent="DOC-1"))
+    document = _document(db)
+    assert (document.latest_version, document.visibility) == (2, "withheld")
+    assert _decisions(db, document.id)[-1].reason == "third-party"
+
+
+def test_new_version_of_a_visible_document_goes_through_the_rules_again(
+    handler: MessageHandler, db: Database
+) -> None:
+    _ingest(handler, samples.mdm(control_id="M1"))
+    _decide(db, _document(db).id, "visible")
+    _ingest(handler, samples.mdm("T08", control_id="M2", lines=("Edited text.",)))
+    document = _document(db)
+    assert (document.visibility, document.auto_release) == ("pending", True)
+
+
+def test_feed_carries_availability_decisions_versions_and_withdrawal_in_order(
+    handler: MessageHandler, db: Database
+) -> None:
+    _ingest(handler, samples.mdm(control_id="M1"))
+    document = _document(db)
+    _decide(db, document.id, "withheld", reason="safeguarding")
+    _ingest(handler, samples.mdm("T08", control_id="M2", lines=("Edited.",)))
+    _ingest(handler, samples.mdm("T11", control_id="M3", lines=()))
+    assert _events(db) == [
+        (1, "document.available", "pending"),
+        (2, "visibility.changed", "withheld"),
+        (3, "document.superseded", "withheld"),
+        (4, "document.withdrawn", "withheld"),
+    ]
+
+
+def test_practice_that_waits_for_decisions_gets_documents_only_once_decided(
+    handler: MessageHandler, db: Database
+) -> None:
+    with db.transaction() as session:
+        session.execute(update(Practice).values(feed_mode="decided"))
+    _ingest(handler, samples.mdm())
+    assert _events(db) == []
+    _decide(db, _document(db).id, "visible")
+    assert _events(db) == [(1, "document.available", "visible")]
+
+
+def test_unroutable_documents_enter_no_feed_until_routed(
+    handler: MessageHandler, db: Database
+) -> None:
+    from flagging.documents import route_document
+
+    _ingest(handler, samples.mdm(practice="V81999"))
+    assert _events(db) == []
+    document_id = _document(db).id
+    with db.transaction() as session:
+        route_document(session, document_id, samples.PRACTICE)
+    assert _events(db) == [(1, "document.available", "pending")]

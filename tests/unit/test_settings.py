@@ -1,0 +1,224 @@
+"""Settings: each FLAGGING_* variable mapped with its type and default, checked at load."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from config import ConfigError, Settings, load_settings
+
+MIB = 1024 * 1024
+
+
+@pytest.fixture
+def base(tmp_path: Path) -> dict[str, str]:
+    """The least environment: an instance folder of the test's own."""
+    return {"FLAGGING_INSTANCE_PATH": str(tmp_path / "instance")}
+
+
+def test_defaults(base: dict[str, str], tmp_path: Path) -> None:
+    settings = load_settings(base)
+
+    instance = (tmp_path / "instance").resolve()
+    assert settings.env == "development"
+    assert not settings.is_production
+    assert settings.instance_path == instance
+    assert settings.database_url == f"sqlite:///{instance / 'flagging.sqlite3'}"
+    assert settings.is_sqlite
+    assert (settings.http_host, settings.http_port) == ("127.0.0.1", 8000)
+    assert (settings.mllp_host, settings.mllp_port) == ("127.0.0.1", 2575)
+    assert settings.mllp_max_connections == 64
+    assert settings.mllp_idle_timeout == 300.0
+    assert (settings.mllp_tls_cert, settings.mllp_tls_key) == ("", "")
+    assert settings.max_message_bytes == 16 * MIB
+    assert settings.fallback_charset == "windows-1252"
+    assert settings.processing_ids == ("P", "T", "D")
+    assert (settings.application_name, settings.facility_name) == ("FLAGGING", "FLAGGING")
+    assert settings.log_level == "INFO"
+
+
+def test_development_secret_is_generated_once_and_kept_in_the_instance_folder(
+    base: dict[str, str], tmp_path: Path
+) -> None:
+    first = load_settings(base)
+    second = load_settings(base)
+
+    key_file = tmp_path / "instance" / "secret_key"
+    assert len(first.secret_key) == 64
+    assert first.secret_key == second.secret_key == key_file.read_text()
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+
+
+def test_every_flagging_variable_is_mapped(tmp_path: Path) -> None:
+    settings = load_settings(
+        {
+            "FLAGGING_ENV": "production",
+            "FLAGGING_INSTANCE_PATH": str(tmp_path / "inst"),
+            "FLAGGING_DATABASE_URL": "postgresql+psycopg://u:p@db/flagging",
+            "FLAGGING_SECRET_KEY": " s3cret ",
+            "FLAGGING_HTTP_HOST": "192.0.2.10",
+            "FLAGGING_HTTP_PORT": "8080",
+            "FLAGGING_MLLP_HOST": "10.0.0.5",
+            "FLAGGING_MLLP_PORT": "6661",
+            "FLAGGING_MLLP_MAX_CONNECTIONS": "200",
+            "FLAGGING_MLLP_IDLE_TIMEOUT": "12.5",
+            "FLAGGING_MLLP_TLS_CERT": "/etc/tls/cert.pem",
+            "FLAGGING_MLLP_TLS_KEY": "/etc/tls/key.pem",
+            "FLAGGING_MAX_MESSAGE_BYTES": "2048",
+            "FLAGGING_FALLBACK_CHARSET": "iso8859-1",
+            "FLAGGING_PROCESSING_IDS": "p, t",
+            "FLAGGING_APPLICATION_NAME": "FLAGS",
+            "FLAGGING_FACILITY_NAME": "RXX-FLAGS",
+            "FLAGGING_LOG_LEVEL": "debug",
+        }
+    )
+
+    assert settings == Settings(
+        env="production",
+        instance_path=(tmp_path / "inst").resolve(),
+        database_url="postgresql+psycopg://u:p@db/flagging",
+        secret_key="s3cret",
+        http_host="192.0.2.10",
+        http_port=8080,
+        mllp_host="10.0.0.5",
+        mllp_port=6661,
+        mllp_max_connections=200,
+        mllp_idle_timeout=12.5,
+        mllp_tls_cert="/etc/tls/cert.pem",
+        mllp_tls_key="/etc/tls/key.pem",
+        max_message_bytes=2048,
+        fallback_charset="iso8859-1",
+        processing_ids=("P", "T"),
+        application_name="FLAGS",
+        facility_name="RXX-FLAGS",
+        log_level="DEBUG",
+    )
+    assert settings.is_production
+    assert not settings.is_sqlite
+    # A secret given in the environment is not written to the instance folder.
+    assert not (tmp_path / "inst" / "secret_key").exists()
+
+
+def test_production_without_a_secret_key_is_refused(base: dict[str, str], tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="FLAGGING_SECRET_KEY"):
+        load_settings({**base, "FLAGGING_ENV": "production"})
+
+    assert not (tmp_path / "instance" / "secret_key").exists()
+
+
+def test_production_with_a_blank_secret_key_is_refused(base: dict[str, str]) -> None:
+    with pytest.raises(ConfigError, match="FLAGGING_SECRET_KEY"):
+        load_settings({**base, "FLAGGING_ENV": "production", "FLAGGING_SECRET_KEY": "   "})
+
+
+def test_unknown_environment_name_is_refused(base: dict[str, str]) -> None:
+    with pytest.raises(ConfigError, match="FLAGGING_ENV"):
+        load_settings({**base, "FLAGGING_ENV": "prod"})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("FLAGGING_HTTP_PORT", "eighty"),
+        ("FLAGGING_MLLP_PORT", "2575.5"),
+        ("FLAGGING_MLLP_MAX_CONNECTIONS", "many"),
+        ("FLAGGING_MLLP_IDLE_TIMEOUT", "5 minutes"),
+        ("FLAGGING_MAX_MESSAGE_BYTES", "16MiB"),
+    ],
+)
+def test_a_number_that_does_not_read_as_one_is_refused_naming_the_variable(
+    base: dict[str, str], name: str, value: str
+) -> None:
+    with pytest.raises(ConfigError, match=name):
+        load_settings({**base, name: value})
+
+
+def test_a_tiny_message_size_limit_is_refused(base: dict[str, str]) -> None:
+    with pytest.raises(ConfigError, match="FLAGGING_MAX_MESSAGE_BYTES"):
+        load_settings({**base, "FLAGGING_MAX_MESSAGE_BYTES": "1023"})
+
+
+def test_an_unknown_fallback_charset_is_refused(base: dict[str, str]) -> None:
+    with pytest.raises(ConfigError, match="FLAGGING_FALLBACK_CHARSET"):
+        load_settings({**base, "FLAGGING_FALLBACK_CHARSET": "klingon-8"})
+
+
+@pytest.mark.parametrize(
+    ("given", "used"),
+    [
+        ("postgresql://u:p@db:5432/flagging", "postgresql+psycopg://u:p@db:5432/flagging"),
+        ("postgresql+psycopg://u@db/f", "postgresql+psycopg://u@db/f"),
+        ("sqlite:////var/lib/flagging.sqlite3", "sqlite:////var/lib/flagging.sqlite3"),
+    ],
+)
+def test_plain_postgresql_urls_are_given_the_psycopg_driver(
+    base: dict[str, str], given: str, used: str
+) -> None:
+    assert load_settings({**base, "FLAGGING_DATABASE_URL": given}).database_url == used
+
+
+@pytest.mark.parametrize(("cert", "key"), [("/etc/tls/cert.pem", ""), ("", "/etc/tls/key.pem")])
+def test_tls_certificate_and_key_must_come_together(
+    base: dict[str, str], cert: str, key: str
+) -> None:
+    with pytest.raises(ConfigError, match="FLAGGING_MLLP_TLS"):
+        load_settings({**base, "FLAGGING_MLLP_TLS_CERT": cert, "FLAGGING_MLLP_TLS_KEY": key})
+
+
+def test_config_file_is_read(base: dict[str, str], tmp_path: Path) -> None:
+    config = tmp_path / "flagging.toml"
+    config.write_text(
+        "FLAGGING_HTTP_PORT = 9000\n"
+        'FLAGGING_MLLP_HOST = "192.0.2.10"\n'
+        "FLAGGING_MLLP_IDLE_TIMEOUT = 30.5\n"
+        'FLAGGING_DATABASE_URL = "postgresql://file@db/flagging"\n'
+    )
+
+    settings = load_settings({**base, "FLAGGING_CONFIG": str(config)})
+
+    assert settings.http_port == 9000
+    assert settings.mllp_host == "192.0.2.10"
+    assert settings.mllp_idle_timeout == 30.5
+    assert settings.database_url == "postgresql+psycopg://file@db/flagging"
+
+
+def test_environment_wins_over_the_config_file(base: dict[str, str], tmp_path: Path) -> None:
+    config = tmp_path / "flagging.toml"
+    config.write_text('FLAGGING_HTTP_PORT = 9000\nFLAGGING_LOG_LEVEL = "WARNING"\n')
+
+    settings = load_settings({**base, "FLAGGING_CONFIG": str(config), "FLAGGING_HTTP_PORT": "9100"})
+
+    assert settings.http_port == 9100
+    assert settings.log_level == "WARNING"
+
+
+def test_config_file_values_are_checked_like_the_environment(
+    base: dict[str, str], tmp_path: Path
+) -> None:
+    config = tmp_path / "flagging.toml"
+    config.write_text('FLAGGING_ENV = "production"\n')
+
+    with pytest.raises(ConfigError, match="FLAGGING_SECRET_KEY"):
+        load_settings({**base, "FLAGGING_CONFIG": str(config)})
+
+
+def test_missing_config_file_is_refused(base: dict[str, str], tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="FLAGGING_CONFIG"):
+        load_settings({**base, "FLAGGING_CONFIG": str(tmp_path / "absent.toml")})
+
+
+def test_config_file_that_is_not_toml_is_refused(base: dict[str, str], tmp_path: Path) -> None:
+    config = tmp_path / "flagging.toml"
+    config.write_text("FLAGGING_HTTP_PORT: 9000\n")
+
+    with pytest.raises(ConfigError, match="FLAGGING_CONFIG"):
+        load_settings({**base, "FLAGGING_CONFIG": str(config)})
+
+
+def test_settings_are_frozen(base: dict[str, str]) -> None:
+    settings = load_settings(base)
+
+    with pytest.raises(AttributeError):
+        settings.http_port = 1  # type: ignore[misc]
