@@ -74,7 +74,7 @@ def _release(db: Database, at: datetime) -> int:
 
 
 def _zfl(status: str, reason: str = "", until: str = "") -> str:
-    label = f"NOPAT^no disclosure to patient^v3-ActCode" if status != "V" else ""
+    label = "NOPAT^no disclosure to patient^v3-ActCode" if status != "V" else ""
     return samples.segment(
         "ZFL",
         {
