@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
+
+# Execution option marking a connection that only reads (see `Database.reading`).
+READ_ONLY_OPTION = "flagging_read_only"
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -43,6 +48,11 @@ def _make_sqlite_durable(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def on_begin(connection: Any) -> None:
+        if connection.get_execution_options().get(READ_ONLY_OPTION):
+            # A reader (a GP poll) takes no write lock: WAL gives it a snapshot of what was
+            # committed when it first reads, while writers carry on.
+            connection.exec_driver_sql("BEGIN")
+            return
         # IMMEDIATE takes the write lock up front: two deferred transactions that both read and
         # then write would otherwise fail with "database is locked" instead of waiting.
         connection.exec_driver_sql("BEGIN IMMEDIATE")
@@ -55,22 +65,130 @@ class Database:
         self.settings = settings
         self.engine = make_engine(settings.database_url, **engine_kwargs)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._read_sessions = sessionmaker(
+            self.engine.execution_options(**{READ_ONLY_OPTION: True}), expire_on_commit=False
+        )
         # SQLite has one writer at a time; threads of this process queue here rather than
         # spinning in SQLite's busy handler.
         self._write_lock: threading.Lock | None = threading.Lock() if settings.is_sqlite else None
 
     @contextmanager
+    def _writer(self) -> Iterator[None]:
+        lock = self._write_lock
+        if lock is None:
+            yield
+            return
+        with lock:
+            yield
+
+    @contextmanager
     def transaction(self) -> Iterator[Session]:
         """Open a session, commit when the block ends without error, roll back otherwise."""
-        lock = self._write_lock
-        if lock is not None:
-            lock.acquire()
-        try:
-            with self.sessions() as session, session.begin():
-                yield session
-        finally:
-            if lock is not None:
-                lock.release()
+        with self._writer(), self.sessions() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        """A connection in a transaction, committed at the end: for the ingest hot path,
+        which needs none of the ORM session's bookkeeping (flagging/rawsql.py)."""
+        with self._writer(), self.engine.begin() as connection:
+            yield connection
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A session for reads only, rolled back at the end: it waits for no writer (on SQLite
+        neither this process's write lock nor the database's), so polls run side by side."""
+        with self._read_sessions() as session:
+            yield session
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+T = TypeVar("T")
+
+
+@dataclass
+class _Job(Generic[T]):
+    work: Callable[[Connection], T]
+    result: T | None = None
+    error: BaseException | None = None
+    done: bool = False
+
+
+class GroupCommit(Generic[T]):
+    """Runs units of work that arrive together in one transaction, each in its own savepoint.
+
+    With SQLite the commit (an fsync, and every index page the transaction touched written to
+    the WAL) is most of the cost of a message and happens under the one writer lock; messages
+    arriving on other connections meanwhile would queue for it one by one. Here whoever gets
+    the lock first leads: it runs everything waiting (up to `max_batch`) and commits once, and
+    each caller returns only after the commit that holds its work. A unit that fails is rolled
+    back to its savepoint alone; if the commit fails, every unit in it gets the error. One
+    message alone is committed alone, without waiting for company.
+    """
+
+    def __init__(self, db: Database, max_batch: int = 32) -> None:
+        self._db = db
+        self._max_batch = max_batch
+        self._queue: list[_Job[T]] = []
+        self._queue_lock = threading.Lock()
+        self._leader = threading.Lock()
+
+    def run(self, work: Callable[[Connection], T]) -> T:
+        """Run `work` on a connection in a transaction; return once that is committed."""
+        job: _Job[T] = _Job(work)
+        with self._queue_lock:
+            self._queue.append(job)
+        while not job.done:
+            with self._leader:
+                if job.done:
+                    break
+                with self._queue_lock:
+                    batch = self._queue[: self._max_batch]
+                    del self._queue[: self._max_batch]
+                self._run(batch)
+        if job.error is not None:
+            raise job.error
+        return job.result  # type: ignore[return-value]
+
+    def _run(self, batch: list[_Job[T]]) -> None:
+        try:
+            with self._db.connection() as connection:
+                cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+                integrity_error = connection.dialect.loaded_dbapi.IntegrityError
+                for job in batch:
+                    self._one(connection, cursor, integrity_error, job)
+        except Exception as exc:  # the commit (or the connection) failed: nothing was stored
+            for job in batch:
+                job.result, job.error = None, exc
+        finally:
+            for job in batch:
+                job.done = True
+
+    @staticmethod
+    def _one(
+        connection: Connection,
+        cursor: Any,
+        integrity_error: type[BaseException],
+        job: _Job[T],
+    ) -> None:
+        for attempt in (1, 2):
+            cursor.execute("SAVEPOINT unit")
+            try:
+                job.result = job.work(connection)
+            except (integrity_error, IntegrityError) as exc:
+                cursor.execute("ROLLBACK TO SAVEPOINT unit")
+                cursor.execute("RELEASE SAVEPOINT unit")
+                # A concurrent copy committed first (another process, on PostgreSQL): run it
+                # again, and it sees what that one stored.
+                if attempt == 2:
+                    job.error = exc
+                continue
+            except Exception as exc:
+                cursor.execute("ROLLBACK TO SAVEPOINT unit")
+                cursor.execute("RELEASE SAVEPOINT unit")
+                job.error = exc
+                return
+            cursor.execute("RELEASE SAVEPOINT unit")
+            return

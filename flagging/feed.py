@@ -10,17 +10,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from flagging.models import Document, DocumentVersion, EventType, FeedEvent, Practice
 from flagging.models.visibility import Visibility
+from flagging.rawsql import Raw
 
 MAX_PAGE = 500
 
 
+_NEXT_SEQ = "UPDATE practices SET feed_seq = feed_seq + 1 WHERE id = :practice RETURNING feed_seq"
+_INSERT_EVENT = (
+    "INSERT INTO feed_events (practice_id, seq, type, document_id, version_id, visibility,"
+    " created_at) VALUES (:practice, :seq, :type, :document, :version, :visibility, :now)"
+)
+
+
 def append_event(
-    session: Session,
+    connection: Connection,
     *,
     practice_id: int,
     event_type: EventType,
@@ -29,25 +37,34 @@ def append_event(
     visibility: str,
     now: datetime,
 ) -> int:
-    """Add one event to a practice's feed and return its number."""
-    seq = session.execute(
-        update(Practice)
-        .where(Practice.id == practice_id)
-        .values(feed_seq=Practice.feed_seq + 1)
-        .returning(Practice.feed_seq)
-    ).scalar_one()
-    session.execute(
-        insert(FeedEvent).values(
-            practice_id=practice_id,
-            seq=seq,
-            type=event_type.value,
-            document_id=document_id,
-            version_id=version_id,
-            visibility=visibility,
-            created_at=now,
-        )
+    """Add one event to a practice's feed and return its number (plain SQL: it runs for
+    every document ingested; see flagging/rawsql.py)."""
+    raw = Raw(connection)
+    seq = int(raw.scalar(_NEXT_SEQ, {"practice": practice_id}))
+    raw.execute(
+        _INSERT_EVENT,
+        {
+            "practice": practice_id,
+            "seq": seq,
+            "type": event_type.value,
+            "document": document_id,
+            "version": version_id,
+            "visibility": visibility,
+            "now": raw.timestamp(now),
+        },
     )
-    return int(seq)
+    return seq
+
+
+def event_for_new_version(
+    *, cancel: bool, visibility: str, feed_mode: str, document_published: bool
+) -> EventType | None:
+    """Which event a new version puts into a routed document's feed, if any now."""
+    if cancel:
+        return EventType.WITHDRAWN if document_published else None
+    if visibility == Visibility.PENDING and feed_mode == "decided":
+        return None  # this practice waits until the version is decided
+    return EventType.SUPERSEDED if document_published else EventType.AVAILABLE
 
 
 def _feed_mode(session: Session, practice_id: int) -> str:
@@ -59,39 +76,31 @@ def _feed_mode(session: Session, practice_id: int) -> str:
 def publish_version(
     session: Session, document: Document, version: DocumentVersion, now: datetime
 ) -> None:
-    """Put a new version into its practice's feed, if the document is routed and the
-    practice's mode allows (a "decided" practice waits until it is not pending)."""
+    """Put a version into its practice's feed, if the document is routed and the practice's
+    mode allows (a "decided" practice waits until it is not pending)."""
     if document.practice_id is None or version.published:
         return
-    if version.change == "cancel":
-        if document.published:
-            append_event(
-                session,
-                practice_id=document.practice_id,
-                event_type=EventType.WITHDRAWN,
-                document_id=document.id,
-                version_id=version.id,
-                visibility=version.visibility,
-                now=now,
-            )
-        version.published = True
-        return
-    if (
-        version.visibility == Visibility.PENDING
-        and _feed_mode(session, document.practice_id) == "decided"
-    ):
-        return
-    event = EventType.SUPERSEDED if document.published else EventType.AVAILABLE
-    append_event(
-        session,
-        practice_id=document.practice_id,
-        event_type=event,
-        document_id=document.id,
-        version_id=version.id,
+    cancel = version.change == "cancel"
+    event = event_for_new_version(
+        cancel=cancel,
         visibility=version.visibility,
-        now=now,
+        feed_mode=_feed_mode(session, document.practice_id),
+        document_published=document.published,
     )
-    document.published = True
+    if event is None and not cancel:
+        return
+    if event is not None:
+        session.flush()
+        append_event(
+            session.connection(),
+            practice_id=document.practice_id,
+            event_type=event,
+            document_id=document.id,
+            version_id=version.id,
+            visibility=version.visibility,
+            now=now,
+        )
+        document.published = True
     version.published = True
 
 
@@ -104,8 +113,9 @@ def visibility_changed(
     if not version.published:
         publish_version(session, document, version, now)
         return
+    session.flush()
     append_event(
-        session,
+        session.connection(),
         practice_id=document.practice_id,
         event_type=EventType.VISIBILITY_CHANGED,
         document_id=document.id,

@@ -1,38 +1,56 @@
 """Use cases of the inbound path: record every receipt, store the documents a message carries.
 
-Called once per message inside the transaction its entry point owns; they flush, never commit.
-The receipt is one Core insert; documents use the ORM, since their visibility and feed
-bookkeeping act on the same rows.
+Called once per message inside the transaction its entry point owns; they never commit. This
+is the service's hot path (every message of every connection), so it runs plain SQL on the
+transaction's connection (see flagging/rawsql.py for why and what it costs) and decides each
+new version's visibility with the pure `initial_visibility` before writing any row, so each
+row is written once.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection
 
-from flagging import feed
+from flagging.feed import append_event, event_for_new_version
 from flagging.inbound import DocumentInput, Problem, Receipt
-from flagging.models import (
-    Document,
-    DocumentStatus,
-    DocumentVersion,
-    InboundMessage,
-    MessageOutcome,
-    Reason,
-    Sender,
-    VersionChange,
-    Visibility,
-)
-from flagging.organisations import routable_practice_id
-from flagging.visibility import SourceFlag, assess_new_version
+from flagging.models import DocumentStatus, MessageOutcome, Reason, VersionChange, Visibility
+from flagging.organisations import UNKNOWN_PRACTICE
+from flagging.rawsql import Raw
+from flagging.screening import active_rules
+from flagging.visibility import Initial, Previous, SourceFlag, initial_visibility
 
 
 def content_hash(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
+
+
+@dataclass(frozen=True)
+class SenderPolicy:
+    """A registered sender as the inbound path needs it."""
+
+    id: int
+    review_window_minutes: int
+    txa18_v_policy: str
+
+
+_FIND_SENDER = (
+    "SELECT id, review_window_minutes, txa18_v_policy FROM senders"
+    " WHERE ods_code = :facility AND application IN (:application, '')"
+    " ORDER BY application DESC LIMIT 1"
+)
+
+
+def find_sender(connection: Connection, facility: str, application: str) -> SenderPolicy | None:
+    """The sender registered for an MSH-4 value, preferring one registered for this MSH-3."""
+    row = Raw(connection).one(
+        _FIND_SENDER, {"facility": facility.upper(), "application": application}
+    )
+    return SenderPolicy(*row) if row else None
 
 
 @dataclass(frozen=True)
@@ -44,17 +62,34 @@ class AcceptedMessage:
     ack: bytes | None
 
 
-def find_accepted(session: Session, sender_id: int, control_id: str) -> AcceptedMessage | None:
-    row = session.execute(
-        select(InboundMessage.id, InboundMessage.content_hash, InboundMessage.ack).where(
-            InboundMessage.sender_id == sender_id, InboundMessage.control_key == control_id
-        )
-    ).first()
-    return AcceptedMessage(row.id, row.content_hash, row.ack) if row else None
+_FIND_ACCEPTED = (
+    "SELECT id, content_hash, ack FROM inbound_messages"
+    " WHERE sender_id = :sender AND control_key = :control"
+)
+
+
+def find_accepted(
+    connection: Connection, sender_id: int, control_id: str
+) -> AcceptedMessage | None:
+    row = Raw(connection).one(_FIND_ACCEPTED, {"sender": sender_id, "control": control_id})
+    if row is None:
+        return None
+    return AcceptedMessage(row[0], row[1], bytes(row[2]) if row[2] is not None else None)
+
+
+_INSERT_MESSAGE = (
+    "INSERT INTO inbound_messages (received_at, transport, peer, raw, size, content_hash,"
+    " sender_id, sending_facility, sending_application, control_id, control_key, message_type,"
+    " version, outcome, ack_code, ack, error_code, error_location, error_text, duplicate_of_id)"
+    " VALUES (:received_at, :transport, :peer, :raw, :size, :content_hash, :sender_id,"
+    " :sending_facility, :sending_application, :control_id, :control_key, :message_type,"
+    " :version, :outcome, :ack_code, :ack, :error_code, :error_location, :error_text,"
+    " :duplicate_of_id) RETURNING id"
+)
 
 
 def record_message(
-    session: Session,
+    connection: Connection,
     receipt: Receipt,
     outcome: MessageOutcome,
     *,
@@ -69,20 +104,21 @@ def record_message(
 
     `size` is given for an oversize message, of which only the first bytes are kept.
     """
-    digest = duplicate_of.content_hash if duplicate_of else content_hash(receipt.raw)
+    raw = Raw(connection)
     accepted = outcome is MessageOutcome.ACCEPTED
-    values = {
-        "received_at": receipt.received_at,
+    params = {
+        "received_at": raw.timestamp(receipt.received_at),
         "transport": receipt.transport,
         "peer": receipt.peer[:100],
         # A resend's bytes are those of the message it repeats: keep one copy.
         "raw": None if duplicate_of else receipt.raw,
         "size": len(receipt.raw) if size is None else size,
-        "content_hash": digest,
+        "content_hash": duplicate_of.content_hash if duplicate_of else content_hash(receipt.raw),
         "sender_id": sender_id,
         "sending_facility": receipt.sending_facility[:180],
         "sending_application": receipt.sending_application[:180],
         "control_id": receipt.control_id[:199],
+        # The first accepted message for a sender and MSH-10 claims the key (unique index).
         "control_key": receipt.control_id[:199] if accepted and receipt.control_id else None,
         "message_type": receipt.message_type[:20],
         "version": receipt.version[:20],
@@ -94,18 +130,7 @@ def record_message(
         "error_text": problem.text if problem else "",
         "duplicate_of_id": duplicate_of.id if duplicate_of else None,
     }
-    result = session.execute(insert(InboundMessage).values(values).returning(InboundMessage.id))
-    return int(result.scalar_one())
-
-
-def _thread_of(session: Session, sender_id: int, number: str) -> int | None:
-    if not number:
-        return None
-    return session.scalar(
-        select(DocumentVersion.document_id)
-        .where(DocumentVersion.sender_id == sender_id, DocumentVersion.document_number == number)
-        .limit(1)
-    )
+    return int(raw.scalar(_INSERT_MESSAGE, params))
 
 
 def _source_flag(doc: DocumentInput, txa18_v_policy: str) -> SourceFlag | None:
@@ -123,107 +148,262 @@ def _source_flag(doc: DocumentInput, txa18_v_policy: str) -> SourceFlag | None:
     return None
 
 
+_THREAD_OF = (
+    "SELECT document_id FROM document_versions WHERE sender_id = :sender"
+    " AND document_number IN (:number, :parent) ORDER BY document_number = :number DESC LIMIT 1"
+)
+_PRACTICE_BY_CODE = "SELECT id, feed_mode FROM practices WHERE ods_code = :code"
+_PRACTICE_MODE = "SELECT feed_mode FROM practices WHERE id = :id"
+_WINDOW = "SELECT minutes FROM review_windows WHERE sender_id = :sender AND document_type = :type"
+_DOCUMENT = (
+    "SELECT latest_version, revision, published, practice_id, auto_release FROM documents"
+    " WHERE id = :id"
+)
+_PREVIOUS = (
+    "SELECT id, visibility, visibility_source, reason, withhold_until, content, content_type"
+    " FROM document_versions WHERE document_id = :document AND version = :version"
+)
+_INSERT_DOCUMENT = (
+    "INSERT INTO documents (sender_id, document_number, kind, status, nhs_number, family_name,"
+    " given_name, birth_date, practice_ods_code, practice_id, latest_version, document_type,"
+    " title, author_code, specialty, visibility, review_due_at, auto_release, withhold_until,"
+    " revision, published, created_at, updated_at) VALUES (:sender, :number, :kind, :status,"
+    " :nhs_number, :family_name, :given_name, :birth_date, :practice_code, :practice, 1,"
+    " :document_type, :title, :author_code, :specialty, :visibility, :due, :auto_release,"
+    " :until, 1, :published, :now, :now) RETURNING id"
+)
+_UPDATE_DOCUMENT = (
+    "UPDATE documents SET latest_version = :version, revision = revision + 1,"
+    " status = CASE WHEN :cancel THEN 'withdrawn' ELSE status END, document_type = :document_type,"
+    " title = :title, author_code = :author_code, specialty = :specialty,"
+    " visibility = :visibility, review_due_at = :due, auto_release = :auto_release,"
+    " withhold_until = :until, published = :published, updated_at = :now WHERE id = :id"
+)
+_INSERT_VERSION = (
+    "INSERT INTO document_versions (document_id, version, message_id, sender_id,"
+    " document_number, parent_number, event, change, document_type, title, author_code,"
+    " author_name, provider, origination_time, completion_status, confidentiality,"
+    " availability, placer_number, content_type, content, specialty, visibility,"
+    " visibility_source, reason, withhold_until, decided_at, decided_by, published, created_at)"
+    " VALUES (:document, :version, :message, :sender, :number, :parent, :event, :change,"
+    " :document_type, :title, :author_code, :author_name, :provider, :origination_time,"
+    " :completion_status, :confidentiality, :availability, :placer_number, :content_type,"
+    " :content, :specialty, :visibility, :source, :reason, :until, :decided_at, :decided_by,"
+    " :published, :now) RETURNING id"
+)
+_INSERT_DECISION = (
+    "INSERT INTO decisions (document_id, version_id, visibility, reason, note, withhold_until,"
+    " source, user_id, decided_by_code, decided_by_name, decided_at) VALUES (:document,"
+    " :version, :visibility, :reason, :note, :until, :source, NULL, :by_code, :by_name, :at)"
+)
+_INSERT_HIT = (
+    'INSERT INTO screening_hits (version_id, rule_id, start, "end")'
+    " VALUES (:version, :rule, :start, :end)"
+)
+
+
 def store_document(
-    session: Session,
+    connection: Connection,
     *,
-    sender: Sender,
+    sender: SenderPolicy,
     message_id: int,
     doc: DocumentInput,
     now: datetime,
-) -> Document:
-    """Add a version to its thread (found by number or parent) or start a thread; give it its
-    first visibility and put it into the practice's feed."""
-    document_id = _thread_of(session, sender.id, doc.number) or _thread_of(
-        session, sender.id, doc.parent_number
+) -> int:
+    """Add a version to its thread (found by its number or its parent's) or start a thread;
+    give it its first visibility; put it into the practice's feed. Returns the document id."""
+    raw = Raw(connection)
+    document_id = raw.scalar(
+        _THREAD_OF, {"sender": sender.id, "number": doc.number, "parent": doc.parent_number}
     )
     content, content_type = doc.content, doc.content_type
-    previous: DocumentVersion | None = None
+    previous: Previous | None = None
     if document_id is None:
-        document = Document(
-            sender_id=sender.id,
-            document_number=doc.number,
-            kind=doc.kind,
-            status=(DocumentStatus.WITHDRAWN if doc.cancel else DocumentStatus.CURRENT).value,
-            nhs_number=doc.patient.nhs_number,
-            family_name=doc.patient.family_name[:100],
-            given_name=doc.patient.given_name[:100],
-            birth_date=doc.patient.birth_date,
-            practice_ods_code=doc.practice_ods_code[:20],
-            practice_id=routable_practice_id(session, doc.practice_ods_code),
-            latest_version=1,
-            revision=1,
-            published=False,
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(document)
+        version_number, published = 1, False
+        practice_id, feed_mode = None, ""
+        code = doc.practice_ods_code
+        if code and code != UNKNOWN_PRACTICE:
+            found = raw.one(_PRACTICE_BY_CODE, {"code": code})
+            if found is not None:
+                practice_id, feed_mode = found
         change = doc.change or VersionChange.ORIGINAL
     else:
         # Locks the thread on PostgreSQL, so concurrent versions are numbered one after another.
-        document = session.execute(
-            select(Document).where(Document.id == document_id).with_for_update()
-        ).scalar_one()
-        previous = session.execute(
-            select(DocumentVersion).where(
-                DocumentVersion.document_id == document_id,
-                DocumentVersion.version == document.latest_version,
-            )
-        ).scalar_one()
-        document.latest_version += 1
-        document.revision += 1
-        document.updated_at = now
-        change = VersionChange.CANCEL if doc.cancel else doc.change or VersionChange.CORRECTION
-        if doc.cancel:
-            document.status = DocumentStatus.WITHDRAWN.value
+        row = raw.one(_DOCUMENT + raw.for_update(), {"id": document_id})
+        assert row is not None
+        latest, _revision, published, practice_id, auto_release = row
+        before = raw.one(_PREVIOUS, {"document": document_id, "version": latest})
+        assert before is not None
+        previous = Previous(
+            version=latest,
+            visibility=before[1],
+            source=before[2],
+            reason=before[3],
+            withhold_until=raw.read_timestamp(before[4]),
+            held=not auto_release,
+        )
         if content is None and not doc.cancel:
             # A status change without content (T03) keeps the text of the version before it.
-            content, content_type = previous.content, previous.content_type
-    document.document_type = doc.document_type[:250]
-    document.title = doc.title[:250]
-    document.author_code = doc.author_code[:100]
-    document.specialty = doc.specialty[:100]
-    version = DocumentVersion(
-        version=document.latest_version,
-        message_id=message_id,
-        sender_id=sender.id,
-        document_number=doc.number,
-        parent_number=doc.parent_number,
-        event=doc.event,
-        change=change.value,
-        document_type=doc.document_type[:250],
-        title=doc.title[:250],
-        author_code=doc.author_code[:100],
-        author_name=doc.author_name[:250],
-        provider=doc.provider[:250],
-        origination_time=doc.origination_time,
-        completion_status=doc.completion_status[:5],
-        confidentiality=doc.confidentiality[:5],
-        availability=doc.availability[:5],
-        placer_number=doc.placer_number[:199],
-        specialty=doc.specialty[:100],
-        content_type=content_type,
-        content=content,
-        visibility=Visibility.PENDING.value,
-        published=False,
-        created_at=now,
-    )
-    session.add(document)
-    session.flush()
-    version.document_id = document.id
-    session.add(version)
-    session.flush()
-    text = (
-        content.decode("utf-8", "replace") if content and content_type.startswith("text/") else ""
-    )
-    assess_new_version(
-        session,
-        document,
-        version,
-        previous=previous,
+            content, content_type = before[5], before[6]
+        version_number = latest + 1
+        feed_mode = raw.scalar(_PRACTICE_MODE, {"id": practice_id}) if practice_id else ""
+        change = VersionChange.CANCEL if doc.cancel else doc.change or VersionChange.CORRECTION
+
+    minutes = raw.scalar(_WINDOW, {"sender": sender.id, "type": doc.document_type})
+    window = timedelta(minutes=sender.review_window_minutes if minutes is None else minutes)
+    text = ""
+    if content and content_type.startswith("text/"):
+        text = bytes(content).decode("utf-8", "replace")
+    hits = active_rules(connection).screen(text, doc.document_type, doc.specialty)
+    initial = initial_visibility(
+        cancel=doc.cancel,
         flag=_source_flag(doc, sender.txa18_v_policy),
-        text=text,
+        previous=previous,
+        screened=bool(hits),
+        window=window,
         now=now,
     )
-    feed.publish_version(session, document, version, now)
-    session.flush()
-    return document
+    event = None
+    if practice_id is not None:
+        event = event_for_new_version(
+            cancel=doc.cancel,
+            visibility=initial.visibility,
+            feed_mode=feed_mode,
+            document_published=bool(published),
+        )
+    version_published = practice_id is not None and (event is not None or doc.cancel)
+    document_published = bool(published) or (event is not None)
+    common: dict[str, Any] = {
+        "document_type": doc.document_type[:250],
+        "title": doc.title[:250],
+        "author_code": doc.author_code[:100],
+        "specialty": doc.specialty[:100],
+        "visibility": initial.visibility.value,
+        "due": raw.timestamp(initial.review_due_at),
+        "auto_release": initial.auto_release,
+        "until": raw.timestamp(initial.withhold_until),
+        "published": document_published,
+        "now": raw.timestamp(now),
+    }
+    if document_id is None:
+        document_id = raw.scalar(
+            _INSERT_DOCUMENT,
+            {
+                **common,
+                "sender": sender.id,
+                "number": doc.number,
+                "kind": doc.kind,
+                "status": (
+                    DocumentStatus.WITHDRAWN if doc.cancel else DocumentStatus.CURRENT
+                ).value,
+                "nhs_number": doc.patient.nhs_number,
+                "family_name": doc.patient.family_name[:100],
+                "given_name": doc.patient.given_name[:100],
+                "birth_date": raw.date(doc.patient.birth_date),
+                "practice_code": doc.practice_ods_code[:20],
+                "practice": practice_id,
+            },
+        )
+    else:
+        raw.execute(
+            _UPDATE_DOCUMENT,
+            {**common, "id": document_id, "version": version_number, "cancel": doc.cancel},
+        )
+    version_id = _insert_version(
+        raw,
+        doc,
+        initial,
+        common,
+        document_id=document_id,
+        version_number=version_number,
+        message_id=message_id,
+        sender_id=sender.id,
+        change=change,
+        content=content,
+        content_type=content_type,
+        published=version_published,
+        now=now,
+    )
+    if initial.source is not None:
+        raw.execute(
+            _INSERT_DECISION,
+            {
+                "document": document_id,
+                "version": version_id,
+                "visibility": initial.visibility.value,
+                "reason": initial.reason,
+                "note": initial.note,
+                "until": raw.timestamp(initial.withhold_until),
+                "source": initial.source.value,
+                "by_code": initial.decided_by.code[:100],
+                "by_name": initial.decided_by.name[:200],
+                "at": raw.timestamp(initial.decided_at or now),
+            },
+        )
+    for hit in hits:
+        raw.execute(
+            _INSERT_HIT,
+            {"version": version_id, "rule": hit.rule_id, "start": hit.start, "end": hit.end},
+        )
+    if event is not None and practice_id is not None:
+        append_event(
+            connection,
+            practice_id=practice_id,
+            event_type=event,
+            document_id=document_id,
+            version_id=version_id,
+            visibility=initial.visibility.value,
+            now=now,
+        )
+    return int(document_id)
+
+
+def _insert_version(
+    raw: Raw,
+    doc: DocumentInput,
+    initial: Initial,
+    common: dict[str, Any],
+    *,
+    document_id: int,
+    version_number: int,
+    message_id: int,
+    sender_id: int,
+    change: VersionChange,
+    content: bytes | None,
+    content_type: str,
+    published: bool,
+    now: datetime,
+) -> int:
+    decided = initial.source is not None
+    return int(
+        raw.scalar(
+            _INSERT_VERSION,
+            {
+                **common,
+                "document": document_id,
+                "version": version_number,
+                "message": message_id,
+                "sender": sender_id,
+                "number": doc.number,
+                "parent": doc.parent_number,
+                "event": doc.event,
+                "change": change.value,
+                "author_name": doc.author_name[:250],
+                "provider": doc.provider[:250],
+                "origination_time": raw.timestamp(doc.origination_time),
+                "completion_status": doc.completion_status[:5],
+                "confidentiality": doc.confidentiality[:5],
+                "availability": doc.availability[:5],
+                "placer_number": doc.placer_number[:199],
+                "content_type": content_type,
+                "content": content,
+                "source": initial.source.value if initial.source else "",
+                "reason": initial.reason,
+                "decided_at": raw.timestamp(initial.decided_at or now) if decided else None,
+                "decided_by": (initial.decided_by.name or initial.decided_by.code)
+                if decided
+                else "",
+                "published": published,
+            },
+        )
+    )

@@ -10,23 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from flagging import feed
 from flagging.errors import Conflict, InvalidInput, NotFound
-from flagging.models import (
-    Decision,
-    Document,
-    DocumentVersion,
-    Reason,
-    ReviewWindow,
-    ScreeningHit,
-    Sender,
-    Source,
-    Visibility,
-)
-from flagging.screening import Hit, active_rules
+from flagging.models import Decision, Document, DocumentVersion, Reason, Source, Visibility
 
 
 @dataclass(frozen=True)
@@ -99,105 +88,78 @@ def _apply(
     return decision
 
 
-def review_window(session: Session, sender_id: int, document_type: str) -> timedelta:
-    minutes = session.scalar(
-        select(ReviewWindow.minutes).where(
-            ReviewWindow.sender_id == sender_id, ReviewWindow.document_type == document_type
-        )
-    )
-    if minutes is None:
-        minutes = session.execute(
-            select(Sender.review_window_minutes).where(Sender.id == sender_id)
-        ).scalar_one()
-    return timedelta(minutes=minutes)
+@dataclass(frozen=True)
+class Previous:
+    """What a new version inherits from the version before it."""
+
+    version: int
+    visibility: str
+    source: str
+    reason: str
+    withhold_until: datetime | None
+    held: bool  # pending and waiting for a person (not for the review window)
 
 
-def assess_new_version(
-    session: Session,
-    document: Document,
-    version: DocumentVersion,
+@dataclass(frozen=True)
+class Initial:
+    """A new version's first visibility. `source` None means no decision is recorded."""
+
+    visibility: Visibility
+    source: Source | None = None
+    reason: str = ""
+    note: str = ""
+    withhold_until: datetime | None = None
+    decided_by: Actor = SYSTEM
+    decided_at: datetime | None = None
+    auto_release: bool = False
+    review_due_at: datetime | None = None
+
+
+def initial_visibility(
     *,
-    previous: DocumentVersion | None,
+    cancel: bool,
     flag: SourceFlag | None,
-    text: str,
+    previous: Previous | None,
+    screened: bool,
+    window: timedelta,
     now: datetime,
-) -> list[Hit]:
-    """Give a newly stored version its first visibility (DESIGN.md, "How a version gets its
-    status"): flag at source, else inherit a hidden predecessor, else screening, else the
-    review window. Returns the screening hits."""
-    hits = active_rules(session).screen(text, version.document_type, version.specialty)
-    for hit in hits:
-        session.execute(
-            insert(ScreeningHit).values(
-                version_id=version.id, rule_id=hit.rule_id, start=hit.start, end=hit.end
-            )
-        )
-    document.review_due_at = None
-    document.auto_release = False
-    if version.change == "cancel":
-        # A withdrawn document stays as it was; the cancel itself shows nothing.
-        state = previous.visibility if previous else Visibility.PENDING.value
-        version.visibility = state
-        document.visibility = state
-        return hits
+) -> Initial:
+    """DESIGN.md, "How a version gets its status": a flag at source wins; a new version of a
+    withheld document starts withheld and of a held one starts held; a screening hit holds it
+    for a person; otherwise it is pending until the review window lapses (0: visible at once).
+    Screening never releases anything."""
+    due = now + window
+    if cancel:
+        # A cancel shows nothing new: the thread keeps its state and is never auto-released.
+        return Initial(Visibility(previous.visibility if previous else Visibility.PENDING))
     if flag is not None:
-        _apply(
-            session,
-            document,
-            version,
-            visibility=flag.visibility,
-            source=Source.MESSAGE,
-            actor=flag.decided_by,
-            now=now,
+        pending = flag.visibility == Visibility.PENDING
+        return Initial(
+            flag.visibility,
+            Source.MESSAGE,
             reason=flag.reason,
             note=flag.note,
             withhold_until=flag.withhold_until,
+            decided_by=flag.decided_by,
             decided_at=flag.decided_at,
+            review_due_at=due if pending else None,
         )
-        return hits
     if previous is not None and previous.visibility == Visibility.WITHHELD:
-        _apply(
-            session,
-            document,
-            version,
-            visibility=Visibility.WITHHELD,
-            source=Source(previous.visibility_source or Source.CLINICIAN.value),
-            actor=SYSTEM,
-            now=now,
+        return Initial(
+            Visibility.WITHHELD,
+            Source(previous.source or Source.CLINICIAN.value),
             reason=previous.reason,
             note=f"carried over from version {previous.version}, which was withheld",
             withhold_until=previous.withhold_until,
         )
-        return hits
-    version.visibility = Visibility.PENDING.value
-    document.visibility = Visibility.PENDING.value
-    window = review_window(session, document.sender_id, version.document_type)
-    document.review_due_at = now + window
-    held_before = previous is not None and previous.visibility == Visibility.PENDING
-    if hits:
-        return hits  # a person must decide: never released by the window
-    if previous is not None and held_before and not _previous_auto_release(session, previous):
-        return hits
-    document.auto_release = True
-    if window <= timedelta(0):
-        _apply(
-            session,
-            document,
-            version,
-            visibility=Visibility.VISIBLE,
-            source=Source.REVIEW_WINDOW,
-            actor=SYSTEM,
-            now=now,
-        )
-    return hits
-
-
-def _previous_auto_release(session: Session, previous: DocumentVersion) -> bool:
-    """Whether a pending predecessor was waiting only for its review window."""
-    held = session.scalar(
-        select(ScreeningHit.id).where(ScreeningHit.version_id == previous.id).limit(1)
+    held = screened or (
+        previous is not None and previous.visibility == Visibility.PENDING and previous.held
     )
-    return held is None and previous.visibility_source != Source.MESSAGE
+    if held:
+        return Initial(Visibility.PENDING, review_due_at=due)
+    if window <= timedelta(0):
+        return Initial(Visibility.VISIBLE, Source.REVIEW_WINDOW)
+    return Initial(Visibility.PENDING, auto_release=True, review_due_at=due)
 
 
 def decide_visibility(

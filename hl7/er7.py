@@ -39,6 +39,7 @@ CHARSETS = {
 }
 
 _SEGMENT_ID = re.compile(r"^[A-Z][A-Z0-9]{2}$")
+_TEXT_SEGMENTS = frozenset({"OBX", "NTE"})
 # \Cxxyy\ single-byte and \Mxxyy[zz]\ multi-byte charset switches (HL7 v2 section 2.7.2).
 _CHARSET_ESCAPE = re.compile(r"C[0-9A-Fa-f]{4}|M[0-9A-Fa-f]{4}(?:[0-9A-Fa-f]{2})?")
 
@@ -198,9 +199,10 @@ def decode(raw: bytes, declared: str, fallback: str) -> tuple[str, str]:
 def split_segments(text: str, separators: Separators) -> list[Segment]:
     """Split on CR, LF or CRLF and skip blank lines.
 
-    A line that does not start with a segment name is text that a sender broke with a bare
-    line feed inside a field (an OBX-5 paragraph, typically): it is kept, joined to the last
-    field of the segment before it, rather than silently dropped.
+    A line that does not start with a segment name, after an OBX or NTE, is text that a sender
+    broke with a bare line feed inside a field (an OBX-5 paragraph, typically): it is kept,
+    joined to the last field of that segment, rather than silently dropped. Elsewhere such a
+    line is not part of anything we read.
     """
     text = text.lstrip(" \t\r\n")
     lines = text.replace("\r\n", "\r").replace("\n", "\r").split("\r")
@@ -212,7 +214,7 @@ def split_segments(text: str, separators: Separators) -> list[Segment]:
         fields = line.split(separators.field)
         if _SEGMENT_ID.match(fields[0]):
             segments.append(Segment(fields))
-        elif segments:
+        elif segments and segments[-1].name in _TEXT_SEGMENTS:
             segments[-1].fields[-1] += "\n" + line
     return segments
 

@@ -14,17 +14,21 @@ import logging
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from sqlalchemy import update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from config import Settings
-from flagging.db import Database
+from flagging.db import Database, GroupCommit
 from flagging.errors import Conflict, NotFound
 from flagging.inbound import DocumentInput, Receipt
-from flagging.ingest import content_hash, find_accepted, record_message, store_document
+from flagging.ingest import (
+    content_hash,
+    find_accepted,
+    find_sender,
+    record_message,
+    store_document,
+)
 from flagging.models import InboundMessage, MessageOutcome
-from flagging.organisations import find_sender
 from hl7 import er7
 from hl7.ack import build_ack
 from hl7.errors import MessageRejected, content_error, rejected
@@ -58,6 +62,8 @@ class MessageHandler:
     def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
         self.settings = settings
+        self._group: GroupCommit[Reply] = GroupCommit(db)
+        self._dbapi_error: type = db.engine.dialect.loaded_dbapi.Error
 
     # Entry points -------------------------------------------------------------------------
 
@@ -123,19 +129,17 @@ class MessageHandler:
             version=header.version if header else "",
         )
         try:
-            try:
-                reply = self._store(receipt, reading, size, replaces, sender_id)
-            except IntegrityError:
-                # A concurrent copy of this message (or of this document) committed first.
-                # Run again: it is now a resend or a new version of that document.
-                reply = self._store(receipt, reading, size, replaces, sender_id)
-        except SQLAlchemyError as exc:
-            log.error("message not stored, answered AR: database error %s", type(exc).__name__)
-            problem = rejected("207", "the message could not be stored now; resend it later")
-            return self._reply(header, "AR", problem, reading.charset)
-        except Exception:
-            log.exception("message not processed, answered AR: internal error")
-            problem = rejected("207", "internal error while processing the message; resend later")
+            reply = self._group.run(
+                lambda connection: self._store(
+                    connection, receipt, reading, size, replaces, sender_id
+                )
+            )
+        except Exception as exc:
+            if isinstance(exc, SQLAlchemyError | self._dbapi_error):
+                log.error("message not stored: database error %s", type(exc).__name__)
+            else:
+                log.exception("message not processed: internal error")
+            problem = rejected("207", "the message could not be processed now; resend it later")
             return self._record_failure(receipt, reading, problem)
         if reply.code != "AA":
             log.info(
@@ -165,105 +169,106 @@ class MessageHandler:
 
     def _store(
         self,
+        connection: Connection,
         receipt: Receipt,
         reading: _Reading,
         size: int | None,
         replaces: int | None,
         authenticated_sender: int | None,
     ) -> Reply:
+        """Record one message and its documents on `connection` (inside a group commit)."""
         header, rejection = reading.header, reading.rejection
-        with self.db.transaction() as session:
-            sender = None
-            if header is not None:
-                sender = find_sender(session, header.sending_facility, header.sending_application)
-            if rejection is None and sender is None:
-                assert header is not None
-                rejection = rejected(
-                    "204",
-                    f"sender {header.sending_facility or '(empty MSH-4)'} is not registered "
-                    "with this service",
-                    "MSH^1^4",
+        sender = None
+        if header is not None:
+            sender = find_sender(connection, header.sending_facility, header.sending_application)
+        if rejection is None and sender is None:
+            assert header is not None
+            rejection = rejected(
+                "204",
+                f"sender {header.sending_facility or '(empty MSH-4)'} is not registered "
+                "with this service",
+                "MSH^1^4",
+            )
+        if (
+            rejection is None
+            and authenticated_sender is not None
+            and sender is not None
+            and sender.id != authenticated_sender
+        ):
+            rejection = rejected(
+                "204",
+                "MSH-4 names a sender other than the one this token belongs to",
+                "MSH^1^4",
+            )
+        previous = None
+        if rejection is None:
+            assert sender is not None
+            assert header is not None
+            previous = find_accepted(connection, sender.id, header.control_id)
+            if previous is not None and previous.content_hash != content_hash(receipt.raw):
+                rejection = content_error(
+                    "205",
+                    f"MSH-10 {header.control_id} was already used by this sender for a "
+                    "different message",
+                    "MSH^1^10",
                 )
-            if (
-                rejection is None
-                and authenticated_sender is not None
-                and sender is not None
-                and sender.id != authenticated_sender
-            ):
-                rejection = rejected(
-                    "204",
-                    "MSH-4 names a sender other than the one this token belongs to",
-                    "MSH^1^4",
-                )
-            previous = None
-            if rejection is None:
-                assert sender is not None
-                assert header is not None
-                previous = find_accepted(session, sender.id, header.control_id)
-                if previous is not None and previous.content_hash != content_hash(receipt.raw):
-                    rejection = content_error(
-                        "205",
-                        f"MSH-10 {header.control_id} was already used by this sender for a "
-                        "different message",
-                        "MSH^1^10",
-                    )
-            sender_id = sender.id if sender else None
-            if rejection is not None:
-                code = rejection.ack_code
-                reply = self._reply(header, code, rejection, reading.charset)
-                outcome = MessageOutcome.QUARANTINED if code == "AE" else MessageOutcome.REJECTED
-                message_id = record_message(
-                    session,
-                    receipt,
-                    outcome,
-                    ack_code=code,
-                    ack=reply.ack,
-                    sender_id=sender_id,
-                    problem=rejection.problem,
-                    size=size,
-                )
-                return replace(reply, message_id=message_id)
-            if previous is not None:
-                # A resend: the same answer as the first time, nothing processed again.
-                ack = previous.ack or self._reply(header, "AA", None, reading.charset).ack
-                message_id = record_message(
-                    session,
-                    receipt,
-                    MessageOutcome.DUPLICATE,
-                    ack_code="AA",
-                    ack=ack,
-                    sender_id=sender_id,
-                    duplicate_of=previous,
-                )
-                self._mark_reprocessed(session, replaces, message_id)
-                return Reply("AA", ack, message_id)
-            assert reading.documents is not None
-            reply = self._reply(header, "AA", None, reading.charset)
+        sender_id = sender.id if sender else None
+        if rejection is not None:
+            code = rejection.ack_code
+            reply = self._reply(header, code, rejection, reading.charset)
+            outcome = MessageOutcome.QUARANTINED if code == "AE" else MessageOutcome.REJECTED
             message_id = record_message(
-                session,
+                connection,
                 receipt,
-                MessageOutcome.ACCEPTED,
-                ack_code="AA",
+                outcome,
+                ack_code=code,
                 ack=reply.ack,
                 sender_id=sender_id,
+                problem=rejection.problem,
+                size=size,
             )
-            assert sender is not None
-            for doc in reading.documents:
-                store_document(
-                    session,
-                    sender=sender,
-                    message_id=message_id,
-                    doc=doc,
-                    now=receipt.received_at,
-                )
-            self._mark_reprocessed(session, replaces, message_id)
+            return replace(reply, message_id=message_id)
+        if previous is not None:
+            # A resend: the same answer as the first time, nothing processed again.
+            ack = previous.ack or self._reply(header, "AA", None, reading.charset).ack
+            message_id = record_message(
+                connection,
+                receipt,
+                MessageOutcome.DUPLICATE,
+                ack_code="AA",
+                ack=ack,
+                sender_id=sender_id,
+                duplicate_of=previous,
+            )
+            self._mark_reprocessed(connection, replaces, message_id)
+            return Reply("AA", ack, message_id)
+        assert reading.documents is not None
+        reply = self._reply(header, "AA", None, reading.charset)
+        message_id = record_message(
+            connection,
+            receipt,
+            MessageOutcome.ACCEPTED,
+            ack_code="AA",
+            ack=reply.ack,
+            sender_id=sender_id,
+        )
+        assert sender is not None
+        for doc in reading.documents:
+            store_document(
+                connection,
+                sender=sender,
+                message_id=message_id,
+                doc=doc,
+                now=receipt.received_at,
+            )
+        self._mark_reprocessed(connection, replaces, message_id)
         return replace(reply, message_id=message_id)
 
     @staticmethod
-    def _mark_reprocessed(session: Session, replaces: int | None, message_id: int) -> None:
+    def _mark_reprocessed(connection: Connection, replaces: int | None, message_id: int) -> None:
         if replaces is None:
             return
-        session.execute(
+        connection.execute(
             update(InboundMessage)
             .where(InboundMessage.id == replaces)
             .values(outcome=MessageOutcome.REPROCESSED.value, reprocessed_as_id=message_id)
@@ -275,9 +280,9 @@ class MessageHandler:
         """Keep the bytes of a message that failed unexpectedly, so nothing is lost."""
         reply = self._reply(reading.header, "AR", problem, reading.charset)
         try:
-            with self.db.transaction() as session:
+            with self.db.connection() as connection:
                 message_id = record_message(
-                    session,
+                    connection,
                     receipt,
                     MessageOutcome.REJECTED,
                     ack_code="AR",

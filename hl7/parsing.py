@@ -281,9 +281,12 @@ def _person(message: Message, value: str) -> tuple[str, str]:
 
 def read_content(message: Message, observations: list[Segment]) -> tuple[str, bytes | None]:
     """The document body: the first ED rendition, else TX/FT/ST lines joined in order."""
+    # Runs for every OBX line of every message: locals and plain string methods on purpose.
     lines: list[str] = []
+    component, repetition = message.separators.component, message.separators.repetition
+    unescape = message.unescape
     for position, obx in enumerate(observations, start=1):
-        value_type = message.component(obx.field(2), 1).upper()
+        value_type = obx.field(2).split(component, 1)[0].strip().upper()
         value = obx.field(5)
         if value_type == "ED":
             rendition = _read_ed(message, value, position)
@@ -291,8 +294,8 @@ def read_content(message: Message, observations: list[Segment]) -> tuple[str, by
                 return rendition
         elif value_type in TEXT_VALUE_TYPES:
             formatted = value_type == "FT"
-            for rep in message.repetitions(value):
-                lines.append(message.unescape(rep, formatted=formatted).rstrip())
+            for rep in value.split(repetition):
+                lines.append(unescape(rep, formatted=formatted).rstrip())
     text = "\n".join(lines).strip("\n")
     if not text.strip():
         return "", None
