@@ -132,22 +132,31 @@ class GroupCommit(Generic[T]):
         self._db = db
         self._max_batch = max_batch
         self._queue: list[_Job[T]] = []
-        self._queue_lock = threading.Lock()
-        self._leader = threading.Lock()
+        self._leading = False
+        # Guards the queue and `_leading`; a finished batch wakes everyone waiting on it, so
+        # each caller returns as soon as its own commit is done, and one of the rest leads.
+        self._changed = threading.Condition()
 
     def run(self, work: Callable[[Connection], T]) -> T:
         """Run `work` on a connection in a transaction; return once that is committed."""
         job: _Job[T] = _Job(work)
-        with self._queue_lock:
+        with self._changed:
             self._queue.append(job)
-        while not job.done:
-            with self._leader:
+        while True:
+            with self._changed:
+                while self._leading and not job.done:
+                    self._changed.wait()
                 if job.done:
                     break
-                with self._queue_lock:
-                    batch = self._queue[: self._max_batch]
-                    del self._queue[: self._max_batch]
+                self._leading = True
+                batch = self._queue[: self._max_batch]
+                del self._queue[: self._max_batch]
+            try:
                 self._run(batch)
+            finally:
+                with self._changed:
+                    self._leading = False
+                    self._changed.notify_all()
         if job.error is not None:
             raise job.error
         return job.result  # type: ignore[return-value]

@@ -16,12 +16,11 @@ from typing import Any
 from sqlalchemy import Connection
 
 _NAMED = re.compile(r"(?<![:\w]):(\w+)")
+_PYFORMAT: dict[str, str] = {}  # statement -> the same with %(name)s, for psycopg
 
 
 class Raw:
     """Runs SQL on the DBAPI connection under a SQLAlchemy Connection's transaction."""
-
-    _converted: dict[str, str] = {}
 
     def __init__(self, connection: Connection) -> None:
         self.postgres = connection.dialect.name == "postgresql"
@@ -32,10 +31,10 @@ class Raw:
     def sql(self, statement: str) -> str:
         if not self.postgres:
             return statement
-        converted = self._converted.get(statement)
+        converted = _PYFORMAT.get(statement)
         if converted is None:
             converted = _NAMED.sub(r"%(\1)s", statement)
-            self._converted[statement] = converted
+            _PYFORMAT[statement] = converted
         return converted
 
     def execute(self, statement: str, params: dict[str, Any]) -> Any:
