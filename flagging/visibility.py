@@ -15,7 +15,15 @@ from sqlalchemy.orm import Session
 
 from flagging import feed
 from flagging.errors import Conflict, InvalidInput, NotFound
-from flagging.models import Decision, Document, DocumentVersion, Reason, Source, Visibility
+from flagging.models import (
+    Decision,
+    Document,
+    DocumentStatus,
+    DocumentVersion,
+    Reason,
+    Source,
+    Visibility,
+)
 
 
 @dataclass(frozen=True)
@@ -185,6 +193,8 @@ def decide_visibility(
     ).scalar_one_or_none()
     if document is None:
         raise NotFound(f"no document {document_id}")
+    if document.status == DocumentStatus.WITHDRAWN:
+        raise Conflict("this document was withdrawn by the hospital: there is nothing to decide")
     if expected_revision is not None and expected_revision != document.revision:
         raise Conflict(
             "this document changed since the page was opened (a new version arrived or "
@@ -251,6 +261,7 @@ def release_lapsed(session: Session, now: datetime, limit: int = 200) -> int:
         .where(
             Document.visibility == Visibility.WITHHELD.value,
             Document.withhold_until <= now,
+            Document.status == DocumentStatus.CURRENT.value,
         )
         .order_by(Document.withhold_until)
         .limit(limit)
@@ -276,7 +287,8 @@ def _release_one(session: Session, document_id: int, now: datetime, source: Sour
         )
     else:
         still_due = (
-            document.visibility == Visibility.WITHHELD
+            document.status == DocumentStatus.CURRENT
+            and document.visibility == Visibility.WITHHELD
             and document.withhold_until is not None
             and document.withhold_until <= now
         )

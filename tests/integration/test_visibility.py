@@ -324,3 +324,17 @@ def test_unroutable_documents_enter_no_feed_until_routed(
     with db.transaction() as session:
         route_document(session, document_id, samples.PRACTICE)
     assert _events(db) == [(1, "document.available", "pending")]
+
+
+def test_withdrawn_document_takes_no_decision_and_is_never_released_by_expiry(
+    handler: MessageHandler, db: Database
+) -> None:
+    _ingest(handler, samples.mdm(control_id="M1"))
+    document = _document(db)
+    until = datetime.now(UTC) + timedelta(days=1)
+    _decide(db, document.id, "withheld", reason="legal", withhold_until=until)
+    _ingest(handler, samples.mdm("T11", control_id="M2", lines=()))
+    with pytest.raises(Conflict, match="withdrawn"):
+        _decide(db, document.id, "visible")
+    assert _release(db, until + timedelta(days=1)) == 0
+    assert _document(db).visibility == "withheld"
