@@ -8,13 +8,16 @@ from sqlalchemy import func, select
 
 from cli.wiring import Services
 from config import ConfigError
-from flagging import organisations
+from flagging import organisations, screening, users
 from flagging.errors import Conflict
 from flagging.models import Sender
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 DEMO_TRUST = "R99"
 DEMO_PRACTICE = "A99999"
+DEMO_CLINICIAN = "demo.clinician"
+DEMO_CLINICIAN_CODE = "C1234567"  # the author (TXA-9) of the discharge summary examples
+DEMO_ADMIN = "demo.admin"
 
 
 def load(services: Services) -> list[str]:
@@ -32,6 +35,26 @@ def load(services: Services) -> list[str]:
             lines.append(f"registered demo practice {DEMO_PRACTICE}")
         except Conflict:
             pass
+        sender = organisations.find_sender(session, DEMO_TRUST)
+        added = screening.add_starter_rules(session)
+        if added:
+            lines.append(f"added {added} starter screening rules")
+        for username, name, role, code in (
+            (DEMO_CLINICIAN, "Dr Sam Grey", "clinician", DEMO_CLINICIAN_CODE),
+            (DEMO_ADMIN, "Demo Administrator", "admin", ""),
+        ):
+            if users.find_user(session, username) is None:
+                password = users.new_password()
+                users.add_user(
+                    session,
+                    username=username,
+                    display_name=name,
+                    role=role,
+                    password=password,
+                    sender_id=sender.id if sender and role == "clinician" else None,
+                    clinician_code=code,
+                )
+                lines.append(f"web sign-in {username} ({role}), password: {password}")
     for path in sorted(EXAMPLES.glob("*.hl7")):
         reply = services.handler.handle(path.read_bytes(), transport="file", peer=path.name)
         lines.append(f"{path.name}: {reply.code} (message {reply.message_id})")

@@ -14,15 +14,16 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from cli import demo, output, scheduler
+from cli import demo, gp_poll, output, scheduler
 from cli.wiring import Services, build, mllp_listener, web_app
 from config import ConfigError, load_settings
 from flagging import documents as documents_uc
+from flagging import gp, organisations, screening, users
 from flagging import messages as messages_uc
-from flagging import organisations
 from flagging.errors import FlaggingError
 from flagging.migrate import upgrade
 from flagging.models import MessageOutcome
+from flagging.models.base import utcnow
 from hl7.client import MLLPClient
 from hl7.errors import HL7Error
 
@@ -33,8 +34,21 @@ class CommandError(Exception):
     """A command failed for a reason the operator can act on."""
 
 
+_opened: list[Services] = []
+
+
 def _services() -> Services:
-    return build(load_settings())
+    """The process's wiring; its database connections are closed when the command ends."""
+    services = build(load_settings())
+    _opened.append(services)
+    return services
+
+
+def _long_running() -> Services:
+    """The wiring of a server process, whose log level is FLAGGING_LOG_LEVEL."""
+    services = _services()
+    logging.getLogger().setLevel(services.settings.log_level)
+    return services
 
 
 # serve / mllp / web / db --------------------------------------------------------------------
@@ -42,7 +56,7 @@ def _services() -> Services:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Web app and MLLP listener in one process (the trial and small-trust mode)."""
-    services = _services()
+    services = _long_running()
     settings = services.settings
     if not settings.is_production:
         upgrade(services.db.engine)
@@ -72,7 +86,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_mllp(args: argparse.Namespace) -> int:
     """The MLLP listener alone (run as many as needed in production)."""
-    services = _services()
+    services = _long_running()
     listener = mllp_listener(services, port=args.port)
     host, port = listener.address
     # Printed before the accept thread logs anything, so scripts can read the port reliably.
@@ -86,7 +100,7 @@ def cmd_mllp(args: argparse.Namespace) -> int:
 
 def cmd_scheduler(args: argparse.Namespace) -> int:
     """The scheduled jobs alone (review-window release, expiry, push)."""
-    services = _services()
+    services = _long_running()
     if args.once:
         for name, job, _ in scheduler.JOBS:
             print(f"{name}: {job(services)}")
@@ -145,8 +159,66 @@ def cmd_practices_add(args: argparse.Namespace) -> int:
 def cmd_practices_list(args: argparse.Namespace) -> int:
     with _services().db.transaction() as session:
         rows = [output.practice(p) for p in organisations.list_practices(session)]
-    output.table(rows, ["ods_code", "name", "created_at"], args.json)
+    output.table(
+        rows,
+        ["ods_code", "name", "feed_mode", "feed_seq", "acknowledged_seq", "push", "push_error"],
+        args.json,
+    )
     return 0
+
+
+def cmd_practices_set(args: argparse.Namespace) -> int:
+    """Change a practice's feed mode and MLLP push endpoint."""
+    with _services().db.transaction() as session:
+        practice = gp.configure_practice(
+            session,
+            args.ods_code,
+            feed_mode=args.feed_mode,
+            push_host="" if args.no_push else args.push_host,
+            push_port=0 if args.no_push else args.push_port,
+            push_from=args.push_from,
+        )
+        push = f"{practice.push_host}:{practice.push_port}" if practice.push_host else "off"
+        print(f"practice {practice.ods_code}: feed mode {practice.feed_mode}, push {push}")
+    return 0
+
+
+def cmd_practices_token(args: argparse.Namespace) -> int:
+    """Issue a GP system's bearer token for one or more practices."""
+    with _services().db.transaction() as session:
+        issued = gp.issue_token(session, args.ods_codes, name=args.name, now=utcnow())
+    print(f"GP token {issued.id} issued for {', '.join(issued.practices)}")
+    print(f"bearer token (shown once, keep it safe): {issued.token}")
+    return 0
+
+
+def cmd_practices_tokens(args: argparse.Namespace) -> int:
+    with _services().db.transaction() as session:
+        rows = [output.gp_token(t) for t in gp.list_tokens(session)]
+    output.table(rows, ["id", "name", "practices", "created_at", "revoked_at"], args.json)
+    return 0
+
+
+def cmd_practices_revoke_token(args: argparse.Namespace) -> int:
+    with _services().db.transaction() as session:
+        token = gp.revoke_token(session, args.id, now=utcnow())
+    print(f"GP token {token.id} revoked")
+    return 0
+
+
+def cmd_gp_poll(args: argparse.Namespace) -> int:
+    """The reference GP client (cli/gp_poll.py)."""
+    try:
+        return gp_poll.main(
+            args.url,
+            args.token,
+            args.practice,
+            args.out,
+            once=args.once,
+            interval=args.interval,
+        )
+    except gp_poll.PollError as exc:
+        raise CommandError(str(exc)) from None
 
 
 # messages / documents -----------------------------------------------------------------------
@@ -228,6 +300,97 @@ def cmd_documents_route(args: argparse.Namespace) -> int:
     with _services().db.transaction() as session:
         document = documents_uc.route_document(session, args.id, args.practice)
         print(f"document {document.id} routed to practice {document.practice_ods_code}")
+    return 0
+
+
+# users / rules ------------------------------------------------------------------------------
+
+
+def _password(args: argparse.Namespace) -> tuple[str, bool]:
+    """The password from standard input (--password-stdin), or a new random one to print."""
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise CommandError("--password-stdin was given but standard input held no password")
+        return password, False
+    return users.new_password(), True
+
+
+def cmd_users_add(args: argparse.Namespace) -> int:
+    password, generated = _password(args)
+    with _services().db.transaction() as session:
+        sender_id = None
+        if args.sender:
+            sender = organisations.find_sender(session, args.sender, args.application)
+            if sender is None:
+                raise CommandError(f"no sender {args.sender.upper()} is registered")
+            sender_id = sender.id
+        user = users.add_user(
+            session,
+            username=args.username,
+            display_name=args.name or args.username,
+            role=args.role,
+            password=password,
+            sender_id=sender_id,
+            clinician_code=args.code,
+        )
+        print(f"user {user.username} added ({user.role})")
+    if generated:
+        print(f"password (shown once, give it to them securely): {password}")
+    return 0
+
+
+def cmd_users_list(args: argparse.Namespace) -> int:
+    with _services().db.transaction() as session:
+        senders = {s.id: s.ods_code for s in organisations.list_senders(session)}
+        rows = [output.user(u, senders) for u in users.list_users(session)]
+    output.table(
+        rows,
+        ["username", "display_name", "role", "sender", "clinician_code", "active", "locked"],
+        args.json,
+    )
+    return 0
+
+
+def cmd_users_reset_password(args: argparse.Namespace) -> int:
+    password, generated = _password(args)
+    with _services().db.transaction() as session:
+        user = users.user_by_username(session, args.username)
+        users.reset_password(session, user.id, password)
+        print(f"password of {user.username} reset; the account is unlocked")
+    if generated:
+        print(f"new password (shown once, give it to them securely): {password}")
+    return 0
+
+
+def cmd_rules_add(args: argparse.Namespace) -> int:
+    with _services().db.transaction() as session:
+        rule = screening.add_rule(
+            session, name=args.name, kind=args.kind, pattern=args.pattern, category=args.category
+        )
+        print(f"rule {rule.id} added: {rule.kind} {rule.pattern!r}")
+    return 0
+
+
+def cmd_rules_list(args: argparse.Namespace) -> int:
+    with _services().db.transaction() as session:
+        rows = [output.rule(r) for r in screening.list_rules(session)]
+    output.table(rows, ["id", "category", "kind", "pattern", "name", "active"], args.json)
+    return 0
+
+
+def cmd_rules_enable(args: argparse.Namespace) -> int:
+    active = args.action == "enable"
+    with _services().db.transaction() as session:
+        rule = screening.set_rule_active(session, args.id, active)
+        print(f"rule {rule.id} ({rule.name}) {'enabled' if active else 'disabled'}")
+    return 0
+
+
+def cmd_rules_starter(args: argparse.Namespace) -> int:
+    with _services().db.transaction() as session:
+        added = screening.add_starter_rules(session)
+    print(f"{added} starter rules added")
     return 0
 
 
@@ -332,8 +495,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(practices, "add", cmd_practices_add, "register a practice by ODS code")
     p.add_argument("ods_code")
     p.add_argument("--name", default="")
-    p = command(practices, "list", cmd_practices_list, "list practices")
+    p = command(practices, "list", cmd_practices_list, "list practices, their feed and push")
     p.add_argument("--json", action="store_true")
+    p = command(practices, "set", cmd_practices_set, "change a practice's feed mode and push")
+    p.add_argument("ods_code")
+    p.add_argument(
+        "--feed-mode",
+        choices=gp.FEED_MODES,
+        help="immediate: documents as soon as received; decided: once not pending",
+    )
+    p.add_argument("--push-host", help="deliver the feed over MLLP to this host")
+    p.add_argument("--push-port", type=int)
+    p.add_argument("--push-from", type=int, help="count events up to N as already delivered")
+    p.add_argument("--no-push", action="store_true", help="stop pushing to the practice")
+    p = command(practices, "token", cmd_practices_token, "issue a GP system's bearer token")
+    p.add_argument("ods_codes", nargs="+", metavar="ODS", help="the practices it may read")
+    p.add_argument("--name", default="", help="whose it is (a GP system, a supplier)")
+    p = command(practices, "tokens", cmd_practices_tokens, "list GP tokens and their scope")
+    p.add_argument("--json", action="store_true")
+    p = command(practices, "revoke-token", cmd_practices_revoke_token, "revoke a GP token")
+    p.add_argument("id", type=int)
 
     messages = group("messages", "every message received, with its outcome")
     p = command(messages, "list", cmd_messages_list, "list messages, newest first")
@@ -365,6 +546,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", type=int)
     p.add_argument("practice", help="the practice's ODS code")
 
+    accounts = group("users", "clinicians and administrators who sign in to the web pages")
+    p = command(accounts, "add", cmd_users_add, "add a user; prints a new password once")
+    p.add_argument("username")
+    p.add_argument("--name", default="", help="as shown next to their decisions")
+    p.add_argument("--role", choices=["clinician", "admin"], default="clinician")
+    p.add_argument("--sender", default="", help="a clinician's trust: the sender's ODS code")
+    p.add_argument("--application", default="", help="the sender's MSH-3, if it has one")
+    p.add_argument("--code", default="", help="clinician code as sent in TXA-9 / OBR-32")
+    p.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    p = command(accounts, "list", cmd_users_list, "list users")
+    p.add_argument("--json", action="store_true")
+    p = command(
+        accounts, "reset-password", cmd_users_reset_password, "set a new password and unlock"
+    )
+    p.add_argument("username")
+    p.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+
+    rules = group("rules", "screening rules that hold documents for a person to decide")
+    p = command(rules, "add", cmd_rules_add, "add a rule")
+    p.add_argument("--kind", choices=screening.KINDS, required=True)
+    p.add_argument("--pattern", required=True)
+    p.add_argument("--name", default="")
+    p.add_argument("--category", default="")
+    p = command(rules, "list", cmd_rules_list, "list rules")
+    p.add_argument("--json", action="store_true")
+    p = command(rules, "disable", cmd_rules_enable, "turn a rule off")
+    p.add_argument("id", type=int)
+    p = command(rules, "enable", cmd_rules_enable, "turn a rule on again")
+    p.add_argument("id", type=int)
+    command(rules, "starter", cmd_rules_starter, "add the starter rules (skips those present)")
+
     send = command(sub, "send", cmd_send, "send HL7 files over MLLP and print each ACK")
     send.add_argument("files", nargs="+")
     send.add_argument("--host", default="127.0.0.1")
@@ -372,13 +588,21 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--timeout", type=float, default=30.0)
 
     command(sub, "demo", cmd_demo, "register a demo trust and practice and load the examples")
+
+    poll = command(sub, "gp-poll", cmd_gp_poll, "the reference GP client: poll a practice's feed")
+    poll.add_argument("--url", required=True, help="the service, e.g. http://127.0.0.1:8000")
+    poll.add_argument("--token", required=True, help="a GP bearer token")
+    poll.add_argument("--practice", required=True, help="the practice's ODS code")
+    poll.add_argument("--out", required=True, help="the folder to file documents into")
+    poll.add_argument("--once", action="store_true", help="read what waits, then exit")
+    poll.add_argument("--interval", type=float, default=60.0, help="seconds between polls")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.INFO if args.command in ("serve", "mllp") else logging.WARNING,
+        level=logging.INFO if args.command in ("serve", "mllp", "scheduler") else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     try:
@@ -390,6 +614,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         detail = (str(getattr(exc, "orig", None) or exc).splitlines() or [""])[0]
         print(f"flagging: database error: {type(exc).__name__}: {detail}", file=sys.stderr)
         return 1
+    finally:
+        while _opened:
+            _opened.pop().db.dispose()
     return result
 
 

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
-from flagging.models import Document, DocumentVersion, InboundMessage, Practice, Sender
+from flagging.gp import TokenInfo
+from flagging.models import (
+    Document,
+    DocumentVersion,
+    InboundMessage,
+    Practice,
+    ScreeningRule,
+    Sender,
+    User,
+)
 from flagging.nhs_number import format_nhs_number
 
 
@@ -58,7 +67,30 @@ def sender(s: Sender) -> dict[str, Any]:
 
 
 def practice(p: Practice) -> dict[str, Any]:
-    return {"id": p.id, "ods_code": p.ods_code, "name": p.name, "created_at": p.created_at}
+    return {
+        "id": p.id,
+        "ods_code": p.ods_code,
+        "name": p.name,
+        "created_at": p.created_at,
+        "feed_mode": p.feed_mode,
+        "feed_seq": p.feed_seq,
+        "acknowledged_seq": p.acknowledged_seq,
+        "acknowledged_at": p.acknowledged_at,
+        "push": f"{p.push_host}:{p.push_port} at {p.push_seq}" if p.push_host else "",
+        "push_failures": p.push_failures,
+        "push_error": p.push_error,
+        "push_retry_at": p.push_retry_at,
+    }
+
+
+def gp_token(t: TokenInfo) -> dict[str, Any]:
+    return {
+        "id": t.id,
+        "name": t.name,
+        "practices": " ".join(t.practices),
+        "created_at": t.created_at,
+        "revoked_at": t.revoked_at,
+    }
 
 
 def message(m: InboundMessage, *, full: bool = False) -> dict[str, Any]:
@@ -118,4 +150,30 @@ def version(v: DocumentVersion) -> dict[str, Any]:
         "content_type": v.content_type,
         "content_bytes": len(v.content or b""),
         "message": v.message_id,
+    }
+
+
+def user(u: User, senders: dict[int, str]) -> dict[str, Any]:
+    locked = u.locked_until is not None and u.locked_until > datetime.now(UTC)
+    return {
+        "id": u.id,
+        "username": u.username,
+        "display_name": u.display_name,
+        "role": u.role,
+        "sender": senders.get(u.sender_id, "") if u.sender_id else "",
+        "clinician_code": u.clinician_code,
+        "active": u.active,
+        "locked": locked,
+        "created_at": u.created_at,
+    }
+
+
+def rule(r: ScreeningRule) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "name": r.name,
+        "kind": r.kind,
+        "pattern": r.pattern,
+        "category": r.category,
+        "active": r.active,
     }

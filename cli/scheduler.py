@@ -12,6 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cli.wiring import Services
 from flagging.visibility import release_lapsed
+from hl7.push import PushSettings, push_due
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +26,21 @@ def release_job(services: Services) -> int:
     return released
 
 
+def push_job(services: Services) -> int:
+    """Deliver the feeds of practices with an MLLP endpoint, in order (see hl7/push.py). Each
+    delivery is its own short transaction: a run talks to the network between them."""
+    delivered = push_due(
+        services.db, PushSettings(fallback_charset=services.settings.fallback_charset)
+    )
+    if delivered:
+        log.info("pushed %d feed events", delivered)
+    return delivered
+
+
 # (name, function, interval in seconds)
 JOBS: list[tuple[str, Callable[[Services], object], float]] = [
     ("release", release_job, 30.0),
+    ("push", push_job, 5.0),
 ]
 
 
@@ -44,8 +57,14 @@ def start(services: Services) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(timezone=UTC)
     for name, job, seconds in JOBS:
         scheduler.add_job(
-            _guarded, "interval", args=(name, job, services), seconds=seconds, id=name,
-            max_instances=1, coalesce=True, next_run_time=datetime.now(UTC),
+            _guarded,
+            "interval",
+            args=(name, job, services),
+            seconds=seconds,
+            id=name,
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(UTC),
         )
     scheduler.start()
     return scheduler

@@ -10,6 +10,8 @@ from flask import Flask
 from api import create_app
 from config import Settings
 from flagging.db import Database
+from flagging.gp import Annotation
+from hl7.annotate import annotate
 from hl7.inbound import MessageHandler
 from hl7.listener import MLLPListener
 
@@ -33,7 +35,22 @@ def web_app(services: Services) -> Flask:
         reply = handler.handle(raw, transport=transport, peer=peer, sender_id=sender_id)
         return reply.code, reply.ack
 
-    return create_app(services.settings, db=services.db, ingest=ingest)
+    def reprocess(message_id: int) -> tuple[str, int | None]:
+        reply = handler.reprocess(message_id)
+        return reply.code, reply.message_id
+
+    fallback_charset = services.settings.fallback_charset
+
+    def annotate_for_gp(raw: bytes, annotation: Annotation) -> bytes:
+        return annotate(raw, annotation, fallback_charset=fallback_charset)
+
+    return create_app(
+        services.settings,
+        db=services.db,
+        ingest=ingest,
+        reprocess=reprocess,
+        annotate=annotate_for_gp,
+    )
 
 
 def mllp_listener(services: Services, *, port: int | None = None) -> MLLPListener:

@@ -44,6 +44,12 @@ class Settings:
     application_name: str = "FLAGGING"
     facility_name: str = "FLAGGING"
     log_level: str = "INFO"
+    # Single sign-on in a reverse proxy: the request header that names the signed-in user
+    # (e.g. X-Remote-User). Empty (the default) turns the mode off. Only for a proxy that
+    # strips the header from what clients send.
+    trusted_user_header: str = ""
+    # How long a clinician's or administrator's sign-in lasts.
+    session_hours: int = 8
 
     @property
     def is_production(self) -> bool:
@@ -145,6 +151,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         application_name=get("FLAGGING_APPLICATION_NAME", "FLAGGING"),
         facility_name=get("FLAGGING_FACILITY_NAME", "FLAGGING"),
         log_level=get("FLAGGING_LOG_LEVEL", "INFO").upper(),
+        trusted_user_header=get("FLAGGING_TRUSTED_USER_HEADER"),
+        session_hours=_int(get("FLAGGING_SESSION_HOURS", "8"), "FLAGGING_SESSION_HOURS"),
     )
 
 

@@ -68,6 +68,18 @@ class Database:
         self._read_sessions = sessionmaker(
             self.engine.execution_options(**{READ_ONLY_OPTION: True}), expire_on_commit=False
         )
+        # PostgreSQL without BEGIN/ROLLBACK: each statement sees what was committed when it
+        # ran. Saves two round trips per request, a third of a GP poll's cost.
+        self._statement_sessions = (
+            self._read_sessions
+            if settings.is_sqlite
+            else sessionmaker(
+                self.engine.execution_options(
+                    **{READ_ONLY_OPTION: True}, isolation_level="AUTOCOMMIT"
+                ),
+                expire_on_commit=False,
+            )
+        )
         # SQLite has one writer at a time; threads of this process queue here rather than
         # spinning in SQLite's busy handler.
         self._write_lock: threading.Lock | None = threading.Lock() if settings.is_sqlite else None
@@ -95,10 +107,15 @@ class Database:
             yield connection
 
     @contextmanager
-    def reading(self) -> Iterator[Session]:
+    def reading(self, *, snapshot: bool = True) -> Iterator[Session]:
         """A session for reads only, rolled back at the end: it waits for no writer (on SQLite
-        neither this process's write lock nor the database's), so polls run side by side."""
-        with self._read_sessions() as session:
+        neither this process's write lock nor the database's), so polls run side by side.
+
+        `snapshot=False` is for reads whose statements need not agree with each other (a feed
+        page: the token check, then the page): on PostgreSQL they then run without a
+        transaction around them. SQLite always reads one snapshot (it costs nothing there).
+        """
+        with (self._read_sessions if snapshot else self._statement_sessions)() as session:
             yield session
 
     def dispose(self) -> None:

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from flagging import feed
 from flagging.errors import Conflict, NotFound
-from flagging.models import Document, DocumentVersion
+from flagging.models import Decision, Document, DocumentVersion, ScreeningHit, ScreeningRule
 from flagging.organisations import get_practice
 
 
@@ -60,3 +60,67 @@ def route_document(session: Session, document_id: int, practice_ods_code: str) -
     feed.publish_version(session, document, latest, now)
     session.flush()
     return document
+
+
+def find_by_number(session: Session, sender_id: int, document_number: str) -> Document | None:
+    """A sender's document by its number (TXA-12 / OBR-3): the thread's first number, or the
+    number of any later version (a replacement may carry its own)."""
+    document = session.scalars(
+        select(Document).where(
+            Document.sender_id == sender_id, Document.document_number == document_number
+        )
+    ).first()
+    if document is not None:
+        return document
+    document_id = session.scalar(
+        select(DocumentVersion.document_id)
+        .where(
+            DocumentVersion.sender_id == sender_id,
+            DocumentVersion.document_number == document_number,
+        )
+        .limit(1)
+    )
+    return session.get(Document, document_id) if document_id is not None else None
+
+
+def get_version(session: Session, document_id: int, version: int) -> DocumentVersion:
+    found = session.scalars(
+        select(DocumentVersion).where(
+            DocumentVersion.document_id == document_id, DocumentVersion.version == version
+        )
+    ).first()
+    if found is None:
+        raise NotFound(f"document {document_id} has no version {version}")
+    return found
+
+
+def decisions_of(session: Session, document_id: int) -> list[Decision]:
+    """Every visibility decision on the document, newest first."""
+    return list(
+        session.scalars(
+            select(Decision).where(Decision.document_id == document_id).order_by(Decision.id.desc())
+        )
+    )
+
+
+def screening_hits_of(
+    session: Session, version_id: int
+) -> list[tuple[ScreeningHit, ScreeningRule]]:
+    """Where screening rules matched a version, in text order, with the rule that matched."""
+    rows = session.execute(
+        select(ScreeningHit, ScreeningRule)
+        .join(ScreeningRule, ScreeningRule.id == ScreeningHit.rule_id)
+        .where(ScreeningHit.version_id == version_id)
+        .order_by(ScreeningHit.start, ScreeningHit.id)
+    ).all()
+    return [(hit, rule) for hit, rule in rows]
+
+
+def version_text(version: DocumentVersion) -> str | None:
+    """A text version's content as the screening saw it (offsets of hits refer to it); None
+    for a rendition that is not text (PDF, RTF)."""
+    if version.content is None:
+        return ""
+    if not version.content_type.startswith("text/") and version.content_type:
+        return None
+    return version.content.decode("utf-8", "replace")

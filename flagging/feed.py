@@ -7,13 +7,12 @@ first committed: a poller reading `after=N` never sees N+2 before N+1. SQLite ha
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
-from flagging.models import Document, DocumentVersion, EventType, FeedEvent, Practice
+from flagging.models import Document, DocumentVersion, EventType, Practice
 from flagging.models.visibility import Visibility
 from flagging.rawsql import Raw
 
@@ -123,26 +122,3 @@ def visibility_changed(
         visibility=version.visibility,
         now=now,
     )
-
-
-@dataclass(frozen=True)
-class FeedPage:
-    events: list[FeedEvent]
-    next_after: int
-    more: bool
-
-
-def read_feed(session: Session, practice_id: int, after: int, limit: int) -> FeedPage:
-    """Events after `after`, oldest first; `more` says whether another page waits."""
-    limit = max(1, min(limit, MAX_PAGE))
-    rows = list(
-        session.scalars(
-            select(FeedEvent)
-            .where(FeedEvent.practice_id == practice_id, FeedEvent.seq > after)
-            .order_by(FeedEvent.seq)
-            .limit(limit + 1)
-        )
-    )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return FeedPage(rows, rows[-1].seq if rows else after, more)

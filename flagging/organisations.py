@@ -9,11 +9,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from flagging.errors import Conflict, InvalidInput, NotFound
-from flagging.models import Practice, Sender
+from flagging.models import Practice, ReviewWindow, Sender
 from flagging.tokens import hash_token, new_token
 
 PRACTICE_CODE = re.compile(r"^[A-Z]\d{5}$")
 UNKNOWN_PRACTICE = "V81999"  # the national code for "practice not known"
+TXA18_V_POLICIES = ("pending", "withheld")
+MAX_REVIEW_WINDOW_MINUTES = 90 * 24 * 60
 
 
 def add_sender(session: Session, ods_code: str, name: str, application: str = "") -> str:
@@ -91,3 +93,75 @@ def routable_practice_id(session: Session, ods_code: str) -> int | None:
     if not ods_code or ods_code == UNKNOWN_PRACTICE:
         return None
     return session.scalar(select(Practice.id).where(Practice.ods_code == ods_code))
+
+
+def get_sender(session: Session, sender_id: int) -> Sender:
+    sender = session.get(Sender, sender_id)
+    if sender is None:
+        raise NotFound(f"no sender {sender_id}")
+    return sender
+
+
+def _check_minutes(minutes: int) -> None:
+    if not 0 <= minutes <= MAX_REVIEW_WINDOW_MINUTES:
+        raise InvalidInput(
+            f"a review window is 0 to {MAX_REVIEW_WINDOW_MINUTES} minutes (90 days), not {minutes}"
+        )
+
+
+def set_sender_policy(
+    session: Session, sender_id: int, *, review_window_minutes: int, txa18_v_policy: str
+) -> Sender:
+    """Set how long a sender's documents stay pending without a decision, and what TXA-18 = V
+    (very restricted) means for it. Applies to documents received from now on."""
+    sender = get_sender(session, sender_id)
+    _check_minutes(review_window_minutes)
+    if txa18_v_policy not in TXA18_V_POLICIES:
+        raise InvalidInput(
+            f"TXA-18 policy must be one of {', '.join(TXA18_V_POLICIES)}, not {txa18_v_policy!r}"
+        )
+    sender.review_window_minutes = review_window_minutes
+    sender.txa18_v_policy = txa18_v_policy
+    session.flush()
+    return sender
+
+
+def review_windows(session: Session, sender_id: int) -> list[ReviewWindow]:
+    return list(
+        session.scalars(
+            select(ReviewWindow)
+            .where(ReviewWindow.sender_id == sender_id)
+            .order_by(ReviewWindow.document_type)
+        )
+    )
+
+
+def set_review_window(
+    session: Session, sender_id: int, document_type: str, minutes: int
+) -> ReviewWindow:
+    """Give one document type (the TXA-2 / OBR-4 code) of a sender its own review window."""
+    get_sender(session, sender_id)
+    document_type = document_type.strip()
+    if not document_type:
+        raise InvalidInput("a document type (the code in TXA-2 or OBR-4) is needed")
+    _check_minutes(minutes)
+    window = session.scalars(
+        select(ReviewWindow).where(
+            ReviewWindow.sender_id == sender_id, ReviewWindow.document_type == document_type
+        )
+    ).first()
+    if window is None:
+        window = ReviewWindow(sender_id=sender_id, document_type=document_type, minutes=minutes)
+        session.add(window)
+    else:
+        window.minutes = minutes
+    session.flush()
+    return window
+
+
+def remove_review_window(session: Session, sender_id: int, window_id: int) -> None:
+    window = session.get(ReviewWindow, window_id)
+    if window is None or window.sender_id != sender_id:
+        raise NotFound(f"no review window {window_id} for sender {sender_id}")
+    session.delete(window)
+    session.flush()

@@ -13,10 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 from sqlalchemy import text
 
 from config import Settings, load_settings
-from flagging import organisations
+from flagging import organisations, passwords
 from flagging.db import Database
 from flagging.migrate import upgrade
 from flagging.models import metadata
@@ -30,6 +31,15 @@ def _database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     if url:
         return url
     return f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """argon2id with its real parameters costs ~0.1 s a hash: tests use the cheapest ones.
+    (tests/unit/test_passwords.py checks the real parameters.)"""
+    monkeypatch.setattr(
+        passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    )
 
 
 @pytest.fixture(scope="session")

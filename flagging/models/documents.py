@@ -47,6 +47,16 @@ class Document(Base):
             "review_due_at",
             "id",
         ),
+        # Decided documents (withheld, visible) in the worklist, most recently changed first.
+        Index("ix_documents_decided", "sender_id", "visibility", "updated_at", "id"),
+        Index(
+            "ix_documents_decided_author",
+            "sender_id",
+            "author_code",
+            "visibility",
+            "updated_at",
+            "id",
+        ),
         Index("ix_documents_sender_family_name", "sender_id", "family_name"),
         # Pending documents whose review window lapses, for the release job.
         Index("ix_documents_release", "visibility", "auto_release", "review_due_at"),

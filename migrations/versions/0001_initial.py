@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-24 09:26:52.510125
+Create Date: 2026-11-24 09:42:00.232705
 """
 
 from collections.abc import Sequence
@@ -114,6 +114,14 @@ def upgrade() -> None:
         ),
     )
     with op.batch_alter_table("documents", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_documents_decided", ["sender_id", "visibility", "updated_at", "id"], unique=False
+        )
+        batch_op.create_index(
+            "ix_documents_decided_author",
+            ["sender_id", "author_code", "visibility", "updated_at", "id"],
+            unique=False,
+        )
         batch_op.create_index("ix_documents_expiry", ["visibility", "withhold_until"], unique=False)
         batch_op.create_index(batch_op.f("ix_documents_nhs_number"), ["nhs_number"], unique=False)
         batch_op.create_index("ix_documents_practice_id_id", ["practice_id", "id"], unique=False)
@@ -395,6 +403,8 @@ def downgrade() -> None:
         batch_op.drop_index("ix_documents_practice_id_id")
         batch_op.drop_index(batch_op.f("ix_documents_nhs_number"))
         batch_op.drop_index("ix_documents_expiry")
+        batch_op.drop_index("ix_documents_decided_author")
+        batch_op.drop_index("ix_documents_decided")
 
     op.drop_table("documents")
     op.drop_table("senders")

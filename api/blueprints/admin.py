@@ -1,0 +1,333 @@
+"""The administrators' pages: senders, practices, users, screening rules, the quarantine and
+unroutable documents. Every change goes through the domain's use cases; each POST answers
+with a redirect (or the page again, with what to correct)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from sqlalchemy import func, select
+from werkzeug.wrappers import Response
+
+from api.auth import current_user, require
+from api.context import database
+from api.pages import html_pages
+from api.schemas.base import load_form
+from api.schemas.practices import PracticeFormSchema, RouteFormSchema
+from api.schemas.rules import RuleFormSchema
+from api.schemas.senders import UNITS, ReviewWindowSchema, SenderPolicySchema, minutes
+from api.schemas.users import UserFormSchema
+from flagging import documents as documents_uc
+from flagging import messages as messages_uc
+from flagging import organisations, screening, users
+from flagging.errors import FlaggingError
+from flagging.models import Document, InboundMessage, MessageOutcome, Role, Sender
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+html_pages(bp)
+bp.before_request(require(Role.ADMIN))
+
+PAGE = 50
+ReprocessFunction = Callable[[int], tuple[str, int | None]]
+
+
+def _count(query: Any) -> int:
+    with database().reading() as session:
+        return int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+
+
+@bp.get("/")
+def index() -> str:
+    """Where to start: what needs attention."""
+    quarantined = _count(
+        select(InboundMessage.id)
+        .where(InboundMessage.outcome == MessageOutcome.QUARANTINED.value)
+        .where(InboundMessage.reprocessed_as_id.is_(None))
+    )
+    unroutable = _count(select(Document.id).where(Document.practice_id.is_(None)))
+    return render_template("admin/index.html", quarantined=quarantined, unroutable=unroutable)
+
+
+# Senders ------------------------------------------------------------------------------------
+
+
+def _senders_page(errors: dict[int, dict[str, str]] | None = None, status: int = 200) -> Any:
+    with database().reading() as session:
+        senders = organisations.list_senders(session)
+        windows = {s.id: organisations.review_windows(session, s.id) for s in senders}
+    page = render_template(
+        "admin/senders.html",
+        senders=senders,
+        windows=windows,
+        units=list(UNITS),
+        errors=errors or {},
+        values=request.form if errors else {},
+    )
+    return page, status
+
+
+@bp.get("/senders")
+def senders() -> Any:
+    """Hospital systems, their review windows and their TXA-18 policy."""
+    return _senders_page()
+
+
+@bp.post("/senders/<int:sender_id>/policy")
+def sender_policy(sender_id: int) -> Any:
+    data, errors = load_form(SenderPolicySchema(), request.form)
+    if errors:
+        return _senders_page({sender_id: errors}, 422)
+    with database().transaction() as session:
+        sender = organisations.set_sender_policy(
+            session,
+            sender_id,
+            review_window_minutes=minutes(data),
+            txa18_v_policy=data["txa18_v_policy"],
+        )
+        flash(f"Saved the settings of {sender.name}.")
+    return redirect(url_for("admin.senders"))
+
+
+@bp.post("/senders/<int:sender_id>/review-windows")
+def add_review_window(sender_id: int) -> Any:
+    data, errors = load_form(ReviewWindowSchema(), request.form)
+    if errors:
+        return _senders_page({sender_id: {f"window_{k}": v for k, v in errors.items()}}, 422)
+    with database().transaction() as session:
+        window = organisations.set_review_window(
+            session, sender_id, data["document_type"], minutes(data)
+        )
+        flash(f"Documents of type {window.document_type} now have their own review window.")
+    return redirect(url_for("admin.senders"))
+
+
+@bp.post("/senders/<int:sender_id>/review-windows/<int:window_id>/delete")
+def remove_review_window(sender_id: int, window_id: int) -> Response:
+    with database().transaction() as session:
+        organisations.remove_review_window(session, sender_id, window_id)
+    flash("Removed: that document type uses the sender's review window again.")
+    return redirect(url_for("admin.senders"))
+
+
+# Practices ----------------------------------------------------------------------------------
+
+
+@bp.route("/practices", methods=["GET", "POST"])
+def practices() -> Any:
+    """GP practices documents go to; register one."""
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        data, errors = load_form(PracticeFormSchema(), request.form)
+        if not errors:
+            try:
+                with database().transaction() as session:
+                    practice = organisations.add_practice(session, data["ods_code"], data["name"])
+                    flash(f"Registered practice {practice.ods_code}.")
+                return redirect(url_for("admin.practices"))
+            except FlaggingError as exc:
+                errors = {"ods_code": str(exc)}
+    with database().reading() as session:
+        rows = organisations.list_practices(session)
+    page = render_template(
+        "admin/practices.html", practices=rows, errors=errors, values=request.form
+    )
+    return page, 422 if errors else 200
+
+
+# Users --------------------------------------------------------------------------------------
+
+
+def _users_page(
+    *, errors: dict[str, str] | None = None, password: tuple[str, str] | None = None
+) -> Any:
+    with database().reading() as session:
+        rows = users.list_users(session)
+        senders = {s.id: s for s in organisations.list_senders(session)}
+    page = render_template(
+        "admin/users.html",
+        users=rows,
+        senders=senders,
+        errors=errors or {},
+        values=request.form if errors else {},
+        password=password,
+        now=datetime.now(UTC),
+    )
+    return page, 422 if errors else 200
+
+
+@bp.get("/users")
+def users_list() -> Any:
+    """Accounts; add one, reset a password, or make one inactive."""
+    return _users_page()
+
+
+@bp.post("/users")
+def add_user() -> Any:
+    data, errors = load_form(UserFormSchema(), request.form)
+    if errors:
+        return _users_page(errors=errors)
+    password = users.new_password()
+    try:
+        with database().transaction() as session:
+            user = users.add_user(
+                session,
+                username=data["username"],
+                display_name=data["display_name"],
+                role=data["role"],
+                password=password,
+                sender_id=data.get("sender_id") if data["role"] == Role.CLINICIAN else None,
+                clinician_code=data.get("clinician_code", ""),
+            )
+            username = user.username
+    except FlaggingError as exc:
+        return _users_page(errors={"username": str(exc)})
+    # Shown on this response only: never in a redirect, a flash or a log.
+    return _users_page(password=(username, password))
+
+
+@bp.post("/users/<int:user_id>/reset-password")
+def reset_password(user_id: int) -> Any:
+    password = users.new_password()
+    with database().transaction() as session:
+        username = users.reset_password(session, user_id, password).username
+    return _users_page(password=(username, password))
+
+
+@bp.post("/users/<int:user_id>/active")
+def set_active(user_id: int) -> Response:
+    active = request.form.get("active") == "1"
+    if user_id == current_user().id and not active:
+        flash("You cannot make your own account inactive.")
+        return redirect(url_for("admin.users_list"))
+    with database().transaction() as session:
+        user = users.set_user_active(session, user_id, active)
+        flash(f"{user.username} can {'now' if active else 'no longer'} sign in.")
+    return redirect(url_for("admin.users_list"))
+
+
+# Screening rules ----------------------------------------------------------------------------
+
+
+@bp.route("/rules", methods=["GET", "POST"])
+def rules() -> Any:
+    """Screening rules: what holds a document back for a person to decide."""
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        data, errors = load_form(RuleFormSchema(), request.form)
+        if not errors:
+            try:
+                with database().transaction() as session:
+                    rule = screening.add_rule(session, **data)
+                    flash(f"Added the rule {rule.name}.")
+                return redirect(url_for("admin.rules"))
+            except FlaggingError as exc:
+                errors = {"pattern": str(exc)}
+    with database().reading() as session:
+        rows = screening.list_rules(session)
+    page = render_template(
+        "admin/rules.html", rules=rows, kinds=screening.KINDS, errors=errors, values=request.form
+    )
+    return page, 422 if errors else 200
+
+
+@bp.post("/rules/<int:rule_id>/active")
+def rule_active(rule_id: int) -> Response:
+    active = request.form.get("active") == "1"
+    with database().transaction() as session:
+        rule = screening.set_rule_active(session, rule_id, active)
+        flash(f"{rule.name} is {'on' if active else 'off'}.")
+    return redirect(url_for("admin.rules"))
+
+
+@bp.post("/rules/starter")
+def starter_rules() -> Response:
+    with database().transaction() as session:
+        added = screening.add_starter_rules(session)
+    flash(f"Added {added} starter rules." if added else "The starter rules are all there.")
+    return redirect(url_for("admin.rules"))
+
+
+# Quarantine ---------------------------------------------------------------------------------
+
+
+@bp.get("/messages")
+def quarantine() -> str:
+    """Messages not accepted (quarantined: content errors; rejected), newest first."""
+    asked = request.args.get("outcome", "")
+    outcome = MessageOutcome.REJECTED if asked == "rejected" else MessageOutcome.QUARANTINED
+    before = request.args.get("before", type=int)
+    with database().reading() as session:
+        rows = messages_uc.list_messages(session, outcome=outcome, before_id=before, limit=PAGE + 1)
+    more = len(rows) > PAGE
+    rows = rows[:PAGE]
+    return render_template(
+        "admin/messages.html",
+        messages=rows,
+        outcome=outcome.value,
+        next_url=url_for("admin.quarantine", outcome=outcome.value, before=rows[-1].id)
+        if more
+        else None,
+        can_reprocess=current_app.extensions.get("flagging.reprocess") is not None,
+    )
+
+
+@bp.post("/messages/<int:message_id>/reprocess")
+def reprocess(message_id: int) -> Response:
+    function = cast("ReprocessFunction | None", current_app.extensions.get("flagging.reprocess"))
+    if function is None:
+        flash("Reprocessing is not available in this process.")
+    else:
+        try:
+            code, new_id = function(message_id)
+        except FlaggingError as exc:
+            flash(f"Message {message_id} was not reprocessed: {exc}")
+        else:
+            accepted = "accepted" if code in ("AA", "CA") else "still not accepted"
+            flash(f"Message {message_id} was run again as message {new_id}: {accepted} ({code}).")
+    return redirect(url_for("admin.quarantine", outcome=request.form.get("outcome", "")))
+
+
+# Unroutable documents -----------------------------------------------------------------------
+
+
+def _unroutable_page(errors: dict[int, str] | None = None) -> Any:
+    before = request.args.get("before", type=int)
+    with database().reading() as session:
+        rows = documents_uc.list_documents(
+            session, unroutable=True, before_id=before, limit=PAGE + 1
+        )
+        senders = {s.id: s for s in session.scalars(select(Sender))}
+    more = len(rows) > PAGE
+    rows = rows[:PAGE]
+    page = render_template(
+        "admin/unroutable.html",
+        documents=rows,
+        senders=senders,
+        errors=errors or {},
+        values=request.form,
+        next_url=url_for("admin.unroutable", before=rows[-1].id) if more else None,
+    )
+    return page, 422 if errors else 200
+
+
+@bp.get("/unroutable")
+def unroutable() -> Any:
+    """Documents whose practice is missing, unknown (V81999) or not registered."""
+    return _unroutable_page()
+
+
+@bp.post("/documents/<int:document_id>/route")
+def route(document_id: int) -> Any:
+    data, errors = load_form(RouteFormSchema(), request.form)
+    if errors:
+        return _unroutable_page({document_id: errors["practice"]})
+    try:
+        with database().transaction() as session:
+            document = documents_uc.route_document(session, document_id, data["practice"])
+            flash(f"Document {document.document_number} now goes to {document.practice_ods_code}.")
+    except FlaggingError as exc:
+        return _unroutable_page({document_id: str(exc)})
+    return redirect(url_for("admin.unroutable"))

@@ -1,0 +1,241 @@
+"""The GP systems' REST API (/gp/v1): a practice's feed, its documents and their representations.
+
+Every request carries a bearer token scoped to practices. A practice outside the scope, and a
+document of another practice, answer 404 exactly like ones that do not exist, so nothing leaks.
+"""
+
+from __future__ import annotations
+
+import json as stdlib_json
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Protocol, cast
+
+from flask import Blueprint, Response, current_app, json, request, url_for
+from marshmallow import ValidationError
+
+from api.context import database
+from api.fhir import FHIR_JSON, document_reference
+from api.openapi import gp_spec
+from api.problems import problem
+from api.schemas.acknowledgements import AcknowledgementRequestSchema, AcknowledgementSchema
+from api.schemas.documents import DocumentSchema, VersionQuerySchema
+from api.schemas.feed import FeedQuerySchema, feed_page_data
+from flagging import gp
+from flagging.models import REASON_LABELS, Reason, Visibility
+
+bp = Blueprint("gp", __name__, url_prefix="/gp/v1")
+
+HL7_V2 = "application/hl7-v2"
+REALM = 'Bearer realm="gp"'
+
+_feed_query = FeedQuerySchema()
+_version_query = VersionQuerySchema()
+_document = DocumentSchema()
+_ack_request = AcknowledgementRequestSchema()
+_ack = AcknowledgementSchema()
+
+
+class AnnotateFunction(Protocol):
+    """Writes the ZFL, MSH-5/6 and MSH-10 into a stored message (wired from hl7.annotate)."""
+
+    def __call__(self, raw: bytes, annotation: gp.Annotation) -> bytes: ...
+
+
+def _bearer_token() -> str:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def _json(data: Any, status: int = 200, mimetype: str = "application/json") -> Response:
+    return Response(json.dumps(data), status=status, mimetype=mimetype)
+
+
+@bp.errorhandler(gp.NotAuthenticated)
+def not_authenticated(exc: gp.NotAuthenticated) -> Response:
+    response = problem(401, "Unauthorized", str(exc))
+    # RFC 6750 section 3: name the error only when a token was presented.
+    response.headers["WWW-Authenticate"] = (
+        f'{REALM}, error="invalid_token"' if _bearer_token() else REALM
+    )
+    return response
+
+
+@bp.errorhandler(ValidationError)
+def invalid(exc: ValidationError) -> Response:
+    return problem(
+        400, "Bad Request", "the request's parameters are not valid", errors=exc.messages
+    )
+
+
+@bp.after_request
+def no_store(response: Response) -> Response:
+    # Patient data: no shared cache may keep it.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _version_arg() -> int | None:
+    args = cast(dict[str, Any], _version_query.load(request.args, unknown="exclude"))
+    return cast(int | None, args.get("version"))
+
+
+def _links(ods_code: str, document_id: int, has_content: bool) -> dict[str, str | None]:
+    def url(endpoint: str) -> str:
+        return url_for(f"gp.{endpoint}", ods_code=ods_code, document_id=document_id)
+
+    return {
+        "self": url("document"),
+        "hl7v2": url("document_hl7"),
+        "fhir": url("document_fhir"),
+        "content": url("document_content") if has_content else None,
+    }
+
+
+@bp.get("/practices/<ods_code>/feed")
+def feed(ods_code: str) -> Response:
+    """Events after `after`, oldest first, at most `limit`; `more` says whether to poll again."""
+    query = cast(dict[str, int], _feed_query.load(request.args, unknown="exclude"))
+    with database().reading(snapshot=False) as session:
+        access = gp.authorize(session, _bearer_token(), ods_code)
+        page = gp.practice_feed(session, access, query["after"], query["limit"])
+    prefix = url_for("gp.document", ods_code=access.ods_code, document_id=0)[:-1]
+    data = feed_page_data(access.ods_code, page.events, page.next_after, page.more, prefix)
+    return Response(stdlib_json.dumps(data), status=200, mimetype="application/json")
+
+
+@bp.get("/practices/<ods_code>/documents/<int:document_id>")
+def document(ods_code: str, document_id: int) -> Response:
+    """The document's metadata and its current visibility."""
+    version_number = _version_arg()
+    with database().reading() as session:
+        access = gp.authorize(session, _bearer_token(), ods_code)
+        view = gp.practice_document(session, access, document_id, version_number)
+        data = _document_data(access, view)
+    return _json(_document.dump(data))
+
+
+def _document_data(access: gp.PracticeAccess, view: gp.DocumentView) -> dict[str, Any]:
+    document, version = view.document, view.version
+    content = view.content_version
+    try:
+        reason_text = REASON_LABELS[Reason(version.reason)] if version.reason else ""
+    except ValueError:
+        reason_text = version.reason
+    withheld = version.visibility == Visibility.WITHHELD
+    return {
+        "id": document.id,
+        "practice": access.ods_code,
+        "custodian": {"ods_code": view.sender.ods_code, "name": view.sender.name},
+        "document_number": document.document_number,
+        "kind": document.kind,
+        "status": document.status,
+        "version": version.version,
+        "latest_version": view.latest_published,
+        "version_number": version.document_number,
+        "event": version.event,
+        "change": version.change,
+        "patient": {
+            "nhs_number": document.nhs_number,
+            "family_name": document.family_name,
+            "given_name": document.given_name,
+            "birth_date": document.birth_date,
+        },
+        "document_type": version.document_type,
+        "title": version.title,
+        "author": {"code": version.author_code, "name": version.author_name},
+        "origination_time": version.origination_time,
+        "received_at": version.created_at,
+        "content_type": content.content_type if content else "",
+        "content_size": len(content.content or b"") if content else 0,
+        "visibility": {
+            "status": version.visibility,
+            "nopat": version.visibility != Visibility.VISIBLE,
+            "reason": version.reason if withheld else "",
+            "reason_text": reason_text if withheld else "",
+            "source": version.visibility_source,
+            "decided_by": version.decided_by,
+            "decided_at": version.decided_at,
+            "withhold_until": version.withhold_until if withheld else None,
+        },
+        "links": _links(access.ods_code, document.id, content is not None),
+    }
+
+
+@bp.get("/practices/<ods_code>/documents/<int:document_id>/hl7v2")
+def document_hl7(ods_code: str, document_id: int) -> Response:
+    """The original HL7 v2 message with the ZFL flag segment, addressed to the practice."""
+    version_number = _version_arg()
+    annotate = cast("AnnotateFunction | None", current_app.extensions["flagging.annotate"])
+    with database().reading() as session:
+        access = gp.authorize(session, _bearer_token(), ods_code)
+        view = gp.practice_document(session, access, document_id, version_number)
+        if annotate is None:
+            return problem(503, "Service Unavailable", "HL7 v2 output is not enabled here")
+        raw, annotation = gp.annotation_input(session, access, view, uuid.uuid4().hex[:20])
+    return Response(annotate(raw, annotation), status=200, mimetype=HL7_V2)
+
+
+@bp.get("/practices/<ods_code>/documents/<int:document_id>/fhir")
+def document_fhir(ods_code: str, document_id: int) -> Response:
+    """The FHIR R4 DocumentReference, labelled R + NOPAT while pending or withheld."""
+    version_number = _version_arg()
+    with database().reading() as session:
+        access = gp.authorize(session, _bearer_token(), ods_code)
+        view = gp.practice_document(session, access, document_id, version_number)
+        content_url = url_for(
+            "gp.document_content",
+            ods_code=access.ods_code,
+            document_id=document_id,
+            version=view.content_version.version if view.content_version else None,
+            _external=True,
+        )
+        resource = document_reference(view, content_url)
+    return _json(resource, mimetype=FHIR_JSON)
+
+
+@bp.get("/practices/<ods_code>/documents/<int:document_id>/content")
+def document_content(ods_code: str, document_id: int) -> Response:
+    """The rendition itself: text, PDF, or whatever the hospital sent, with its media type."""
+    version_number = _version_arg()
+    with database().reading() as session:
+        access = gp.authorize(session, _bearer_token(), ods_code)
+        view = gp.practice_document(session, access, document_id, version_number)
+        source = view.content_version
+        if source is None or source.content is None:
+            return problem(404, "Not Found", f"document {document_id} has no content")
+        body, content_type = source.content, source.content_type or "application/octet-stream"
+    return Response(body, status=200, content_type=content_type)
+
+
+@bp.post("/practices/<ods_code>/acknowledgements")
+def acknowledge(ods_code: str) -> Response:
+    """Record that the GP system received every event up to `up_to` (shown to operators)."""
+    token = _bearer_token()
+    with database().reading() as session:
+        gp.authorize(session, token, ods_code)  # 401/404 before looking at the body
+    if not request.is_json:
+        return problem(415, "Unsupported Media Type", "send the acknowledgement as JSON")
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return problem(400, "Bad Request", "the body must be a JSON object")
+    data = cast(dict[str, int], _ack_request.load(body))
+    with database().transaction() as session:
+        access = gp.authorize(session, token, ods_code)
+        ack = gp.acknowledge(session, access, data["up_to"], now=datetime.now(UTC))
+    return _json(
+        _ack.dump(
+            {
+                "practice": access.ods_code,
+                "acknowledged_seq": ack.acknowledged_seq,
+                "acknowledged_at": ack.acknowledged_at,
+                "last_event": ack.feed_seq,
+            }
+        )
+    )
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    """The OpenAPI 3 document of this API."""
+    return _json(gp_spec())

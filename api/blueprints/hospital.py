@@ -1,0 +1,95 @@
+"""Decisions from hospital systems: an EPR records the clinician's decision at sign-off.
+
+    POST /hospital/v1/documents/{sender}/{document-number}/decision
+    Authorization: Bearer <the sender's token>
+
+The token must be the named sender's; a document of another sender does not exist for it.
+Errors are RFC 9457 problem details.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+from marshmallow import ValidationError
+
+from api.context import database
+from api.problems import problem
+from api.schemas.decisions import DocumentDecisionSchema, HospitalDecisionSchema
+from flagging import documents as documents_uc
+from flagging.errors import Conflict, NotFound
+from flagging.models import Visibility
+from flagging.organisations import sender_by_token
+from flagging.visibility import Actor, decide_visibility
+
+bp = Blueprint("hospital", __name__, url_prefix="/hospital/v1")
+
+
+def _unauthorised() -> Response:
+    response = problem(401, "Unauthorized", "the sender's bearer token is required")
+    response.headers["WWW-Authenticate"] = 'Bearer realm="hospital"'
+    return response
+
+
+@bp.post("/documents/<sender>/<path:number>/decision")
+def decision(sender: str, number: str) -> Response:
+    """Withhold a document from the patient, or release it, as the signing clinician decided."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return _unauthorised()
+    if not request.is_json:
+        return problem(415, "Unsupported Media Type", "send the decision as application/json")
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return problem(400, "Bad Request", "the body is not a JSON object")
+    try:
+        data: dict[str, Any] = HospitalDecisionSchema().load(body)
+    except ValidationError as exc:
+        return problem(
+            422, "Unprocessable Content", "the decision is not valid", errors=exc.messages
+        )
+    with database().transaction() as session:
+        owner = sender_by_token(session, token.strip())
+        if owner is None:
+            return _unauthorised()
+        if owner.ods_code != sender.strip().upper():
+            return problem(
+                403, "Forbidden", f"this token belongs to sender {owner.ods_code}, not {sender}"
+            )
+        document = documents_uc.find_by_number(session, owner.id, number)
+        if document is None:
+            raise NotFound(f"sender {owner.ods_code} has no document {number}")
+        if data.get("version") is not None and data["version"] != document.latest_version:
+            raise Conflict(
+                f"version {data['version']} was signed off, but version "
+                f"{document.latest_version} has arrived since: decide on the latest version"
+            )
+        withheld = data["visibility"] == "withheld"
+        clinician = data["decided_by"]
+        decided = decide_visibility(
+            session,
+            document_id=document.id,
+            visibility=Visibility.WITHHELD if withheld else Visibility.VISIBLE,
+            actor=Actor(code=clinician["code"], name=clinician.get("name", "")),
+            reason=data.get("reason", ""),
+            note=data.get("note", ""),
+            withhold_until=data.get("withhold_until"),
+            expected_revision=document.revision,
+            now=datetime.now(UTC),
+        )
+        result = DocumentDecisionSchema().dump(
+            {
+                "sender": owner.ods_code,
+                "document_number": document.document_number,
+                "version": document.latest_version,
+                "visibility": decided.visibility,
+                "reason": decided.reason,
+                "note": decided.note,
+                "withhold_until": decided.withhold_until,
+                "decided_at": decided.decided_at,
+                "decided_by": {"code": decided.decided_by_code, "name": decided.decided_by_name},
+            }
+        )
+    return jsonify(result)

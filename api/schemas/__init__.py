@@ -1,0 +1,1 @@
+"""Marshmallow schemas of the API boundary, one module per resource."""
