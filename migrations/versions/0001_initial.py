@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-24 09:42:00.232705
+Create Date: 2026-11-24 10:25:54.959245
 """
 
 from collections.abc import Sequence
@@ -122,14 +122,26 @@ def upgrade() -> None:
             ["sender_id", "author_code", "visibility", "updated_at", "id"],
             unique=False,
         )
-        batch_op.create_index("ix_documents_expiry", ["visibility", "withhold_until"], unique=False)
+        batch_op.create_index(
+            "ix_documents_expiry",
+            ["withhold_until"],
+            unique=False,
+            sqlite_where=sa.text("withhold_until IS NOT NULL"),
+            postgresql_where=sa.text("withhold_until IS NOT NULL"),
+        )
         batch_op.create_index(batch_op.f("ix_documents_nhs_number"), ["nhs_number"], unique=False)
-        batch_op.create_index("ix_documents_practice_id_id", ["practice_id", "id"], unique=False)
         batch_op.create_index(
             "ix_documents_release", ["visibility", "auto_release", "review_due_at"], unique=False
         )
         batch_op.create_index(
             "ix_documents_sender_family_name", ["sender_id", "family_name"], unique=False
+        )
+        batch_op.create_index(
+            "ix_documents_unroutable",
+            ["id"],
+            unique=False,
+            sqlite_where=sa.text("practice_id IS NULL"),
+            postgresql_where=sa.text("practice_id IS NULL"),
         )
         batch_op.create_index(
             "ix_documents_worklist",
@@ -286,9 +298,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("document_versions", schema=None) as batch_op:
         batch_op.create_index(
-            batch_op.f("ix_document_versions_message_id"), ["message_id"], unique=False
-        )
-        batch_op.create_index(
             "ix_document_versions_sender_number", ["sender_id", "document_number"], unique=False
         )
 
@@ -384,7 +393,6 @@ def downgrade() -> None:
     op.drop_table("decisions")
     with op.batch_alter_table("document_versions", schema=None) as batch_op:
         batch_op.drop_index("ix_document_versions_sender_number")
-        batch_op.drop_index(batch_op.f("ix_document_versions_message_id"))
 
     op.drop_table("document_versions")
     op.drop_table("users")
@@ -398,11 +406,19 @@ def downgrade() -> None:
     with op.batch_alter_table("documents", schema=None) as batch_op:
         batch_op.drop_index("ix_documents_worklist_author")
         batch_op.drop_index("ix_documents_worklist")
+        batch_op.drop_index(
+            "ix_documents_unroutable",
+            sqlite_where=sa.text("practice_id IS NULL"),
+            postgresql_where=sa.text("practice_id IS NULL"),
+        )
         batch_op.drop_index("ix_documents_sender_family_name")
         batch_op.drop_index("ix_documents_release")
-        batch_op.drop_index("ix_documents_practice_id_id")
         batch_op.drop_index(batch_op.f("ix_documents_nhs_number"))
-        batch_op.drop_index("ix_documents_expiry")
+        batch_op.drop_index(
+            "ix_documents_expiry",
+            sqlite_where=sa.text("withhold_until IS NOT NULL"),
+            postgresql_where=sa.text("withhold_until IS NOT NULL"),
+        )
         batch_op.drop_index("ix_documents_decided_author")
         batch_op.drop_index("ix_documents_decided")
 
