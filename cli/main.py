@@ -605,6 +605,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.command in ("serve", "mllp", "scheduler") else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    # APScheduler logs every job run at INFO; our jobs log what they did themselves.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     try:
         result: int = args.func(args)
     except (CommandError, ConfigError, FlaggingError, HL7Error) as exc:

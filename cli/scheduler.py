@@ -62,6 +62,7 @@ def start(services: Services) -> BackgroundScheduler:
             args=(name, job, services),
             seconds=seconds,
             id=name,
+            name=name,
             max_instances=1,
             coalesce=True,
             next_run_time=datetime.now(UTC),
