@@ -338,3 +338,16 @@ def test_withdrawn_document_takes_no_decision_and_is_never_released_by_expiry(
         _decide(db, document.id, "visible")
     assert _release(db, until + timedelta(days=1)) == 0
     assert _document(db).visibility == "withheld"
+
+
+def test_review_window_never_releases_a_document_someone_decided_to_withhold(
+    handler: MessageHandler, db: Database
+) -> None:
+    _ingest(handler, samples.mdm())
+    document = _document(db)
+    due = document.review_due_at
+    assert due is not None
+    _decide(db, document.id, "withheld", reason="serious-harm")
+    assert _release(db, due + timedelta(days=30)) == 0
+    assert _document(db).visibility == "withheld"
+    assert [d.source for d in _decisions(db, document.id)] == ["clinician"]
