@@ -19,7 +19,7 @@ from sqlalchemy import Connection
 from flagging.feed import append_event, event_for_new_version
 from flagging.inbound import DocumentInput, Problem, Receipt
 from flagging.models import DocumentStatus, MessageOutcome, Reason, VersionChange, Visibility
-from flagging.organisations import UNKNOWN_PRACTICE
+from flagging.organisations import UNKNOWN_PRACTICE, SenderPolicy
 from flagging.rawsql import Raw
 from flagging.screening import active_rules
 from flagging.visibility import Initial, Previous, SourceFlag, initial_visibility
@@ -27,30 +27,6 @@ from flagging.visibility import Initial, Previous, SourceFlag, initial_visibilit
 
 def content_hash(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
-
-
-@dataclass(frozen=True)
-class SenderPolicy:
-    """A registered sender as the inbound path needs it."""
-
-    id: int
-    review_window_minutes: int
-    txa18_v_policy: str
-
-
-_FIND_SENDER = (
-    "SELECT id, review_window_minutes, txa18_v_policy FROM senders"
-    " WHERE ods_code = :facility AND application IN (:application, '')"
-    " ORDER BY application DESC LIMIT 1"
-)
-
-
-def find_sender(connection: Connection, facility: str, application: str) -> SenderPolicy | None:
-    """The sender registered for an MSH-4 value, preferring one registered for this MSH-3."""
-    row = Raw(connection).one(
-        _FIND_SENDER, {"facility": facility.upper(), "application": application}
-    )
-    return SenderPolicy(*row) if row else None
 
 
 @dataclass(frozen=True)

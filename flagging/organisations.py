@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
-from sqlalchemy import or_, select
+from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from flagging.errors import Conflict, InvalidInput, NotFound
 from flagging.models import Practice, ReviewWindow, Sender
+from flagging.rawsql import Raw
 from flagging.tokens import hash_token, new_token
 
 PRACTICE_CODE = re.compile(r"^[A-Z]\d{5}$")
@@ -43,16 +45,35 @@ def list_senders(session: Session) -> list[Sender]:
     return list(session.scalars(select(Sender).order_by(Sender.ods_code, Sender.application)))
 
 
-def find_sender(session: Session, facility: str, application: str = "") -> Sender | None:
+@dataclass(frozen=True)
+class SenderPolicy:
+    """A registered sender as the inbound path needs it."""
+
+    id: int
+    review_window_minutes: int
+    txa18_v_policy: str
+
+
+# Plain SQL: the inbound path looks the sender up for every message (flagging/rawsql.py).
+_FIND_SENDER = (
+    "SELECT id, review_window_minutes, txa18_v_policy FROM senders"
+    " WHERE ods_code = :facility AND application IN (:application, '')"
+    " ORDER BY application DESC LIMIT 1"
+)
+
+
+def sender_policy(connection: Connection, facility: str, application: str) -> SenderPolicy | None:
     """The sender registered for an MSH-4 value, preferring one registered for this MSH-3."""
-    rows = session.scalars(
-        select(Sender)
-        .where(Sender.ods_code == facility.upper())
-        .where(or_(Sender.application == application, Sender.application == ""))
-        .order_by(Sender.application.desc())
-        .limit(1)
+    row = Raw(connection).one(
+        _FIND_SENDER, {"facility": facility.upper(), "application": application}
     )
-    return rows.first()
+    return SenderPolicy(*row) if row else None
+
+
+def find_sender(session: Session, facility: str, application: str = "") -> Sender | None:
+    """The sender registered for an MSH-4 value (the same rule as `sender_policy`)."""
+    policy = sender_policy(session.connection(), facility, application)
+    return session.get(Sender, policy.id) if policy else None
 
 
 def sender_by_token(session: Session, token: str) -> Sender | None:
@@ -86,13 +107,6 @@ def get_practice(session: Session, ods_code: str) -> Practice:
     if practice is None:
         raise NotFound(f"no practice {ods_code}")
     return practice
-
-
-def routable_practice_id(session: Session, ods_code: str) -> int | None:
-    """The practice a document goes to, or None when it must be held as unroutable."""
-    if not ods_code or ods_code == UNKNOWN_PRACTICE:
-        return None
-    return session.scalar(select(Practice.id).where(Practice.ods_code == ods_code))
 
 
 def get_sender(session: Session, sender_id: int) -> Sender:

@@ -1,6 +1,8 @@
-"""The inbound pipeline: one message in, one transaction, then its acknowledgement.
+"""The inbound pipeline: one message in, its savepoint in a commit, then its acknowledgement.
 
-Used by the MLLP listener and (through the composition root) by HTTP ingest. The rules:
+Used by the MLLP listener and (through the composition root) by HTTP ingest. Messages that
+arrive together on different connections share one commit (flagging.db.GroupCommit), each in
+its own savepoint, so one message's failure never touches another's. The rules:
 - AA is built only for a message whose receipt and documents are in the transaction, and is
   handed back only after that transaction committed;
 - every frame is recorded with its outcome, except when the database itself is unreachable,
@@ -24,11 +26,11 @@ from flagging.inbound import DocumentInput, Receipt
 from flagging.ingest import (
     content_hash,
     find_accepted,
-    find_sender,
     record_message,
     store_document,
 )
 from flagging.models import InboundMessage, MessageOutcome
+from flagging.organisations import sender_policy
 from hl7 import er7
 from hl7.ack import build_ack
 from hl7.errors import MessageRejected, content_error, rejected
@@ -180,7 +182,7 @@ class MessageHandler:
         header, rejection = reading.header, reading.rejection
         sender = None
         if header is not None:
-            sender = find_sender(connection, header.sending_facility, header.sending_application)
+            sender = sender_policy(connection, header.sending_facility, header.sending_application)
         if rejection is None and sender is None:
             assert header is not None
             rejection = rejected(
