@@ -11,7 +11,6 @@ import contextlib
 import logging
 import socket
 import ssl
-import sys
 import threading
 from typing import Protocol
 
@@ -21,7 +20,6 @@ from hl7.mllp import Frame, FrameDecoder, encode
 log = logging.getLogger(__name__)
 
 READ_SIZE = 256 * 1024
-SWITCH_INTERVAL = 0.0005  # seconds
 
 
 class Handler(Protocol):
@@ -74,10 +72,6 @@ class MLLPListener:
 
     def serve_forever(self) -> None:
         log.info("MLLP listener on %s:%s", *self.address)
-        # The thread holding the database's write lock must get the GIL back as soon as its
-        # commit returns; with the default 5 ms switch interval, threads parsing the next
-        # messages keep it waiting and every other connection queues behind it.
-        sys.setswitchinterval(SWITCH_INTERVAL)
         self._socket.settimeout(0.5)
         while not self._stopping.is_set():
             try:
