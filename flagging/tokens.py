@@ -6,9 +6,14 @@ import hashlib
 import secrets
 
 
+TOKEN_PREFIX = "flg_"
+
+
 def new_token() -> str:
+    """A new bearer token. The prefix keeps it from starting with '-' (which a command line
+    would take for an option) and lets secret scanners recognise it."""
     # 32 random bytes: far beyond guessing, so a fast hash (not a password hash) is enough.
-    return secrets.token_urlsafe(32)
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
 def hash_token(token: str) -> str:
