@@ -5,8 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-
-TOKEN_PREFIX = "flg_"
+TOKEN_PREFIX = "flg_"  # noqa: S105 -- a public marker that starts every token, not a secret
 
 
 def new_token() -> str:
