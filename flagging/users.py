@@ -13,7 +13,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -131,10 +131,6 @@ def set_user_active(session: Session, user_id: int, active: bool) -> User:
     user.active = active
     session.flush()
     return user
-
-
-def count_users(session: Session) -> int:
-    return int(session.scalar(select(func.count()).select_from(User)) or 0)
 
 
 def credential_stamp(user: User) -> str:
