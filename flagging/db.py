@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
+from flagging.rawsql import Raw
 
 # Execution option marking a connection that only reads (see `Database.reading`).
 READ_ONLY_OPTION = "flagging_read_only"
@@ -105,11 +105,25 @@ class Database:
             yield session
 
     @contextmanager
-    def connection(self) -> Iterator[Connection]:
-        """A connection in a transaction, committed at the end: for the ingest hot path,
-        which needs none of the ORM session's bookkeeping (flagging/rawsql.py)."""
-        with self._writer(), self.engine.begin() as connection:
-            yield connection
+    def writer(self) -> Iterator[Raw]:
+        """A write transaction on a plain DBAPI connection, committed at the end: for the
+        ingest hot path, which needs none of SQLAlchemy's bookkeeping (flagging/rawsql.py)."""
+        with self._writer():
+            pooled = self.engine.raw_connection()
+            try:
+                raw = Raw(pooled.dbapi_connection, postgres=not self.settings.is_sqlite)
+                if self.settings.is_sqlite:
+                    raw.execute("BEGIN IMMEDIATE", {})  # psycopg begins on its own
+                yield raw
+                pooled.commit()
+            except BaseException:
+                try:
+                    pooled.rollback()
+                except Exception:
+                    pooled.invalidate()  # the connection itself failed: never reuse it
+                raise
+            finally:
+                pooled.close()
 
     @contextmanager
     def reading(self, *, snapshot: bool = True) -> Iterator[Session]:
@@ -132,7 +146,7 @@ T = TypeVar("T")
 
 @dataclass
 class _Job(Generic[T]):
-    work: Callable[[Connection], T]
+    work: Callable[[Raw], T]
     result: T | None = None
     error: BaseException | None = None
     done: bool = False
@@ -159,9 +173,10 @@ class GroupCommit(Generic[T]):
         self._queue: list[_Job[T]] = []
         self._leading = False
         self._lock = threading.Lock()  # guards the queue and `_leading`
+        self._integrity_error: type[Exception] = db.engine.dialect.loaded_dbapi.IntegrityError
 
-    def run(self, work: Callable[[Connection], T]) -> T:
-        """Run `work` on a connection in a transaction; return once that is committed."""
+    def run(self, work: Callable[[Raw], T]) -> T:
+        """Run `work` in a write transaction; return once that is committed."""
         job: _Job[T] = _Job(work)
         with self._lock:
             self._queue.append(job)
@@ -188,11 +203,9 @@ class GroupCommit(Generic[T]):
 
     def _run(self, batch: list[_Job[T]]) -> None:
         try:
-            with self._db.connection() as connection:
-                cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-                integrity_error = connection.dialect.loaded_dbapi.IntegrityError
+            with self._db.writer() as raw:
                 for job in batch:
-                    self._one(connection, cursor, integrity_error, job)
+                    self._one(raw, job)
         except Exception as exc:  # the commit (or the connection) failed: nothing was stored
             for job in batch:
                 job.result, job.error = None, exc
@@ -201,29 +214,23 @@ class GroupCommit(Generic[T]):
                 job.done = True
                 job.wake.set()
 
-    @staticmethod
-    def _one(
-        connection: Connection,
-        cursor: Any,
-        integrity_error: type[BaseException],
-        job: _Job[T],
-    ) -> None:
+    def _one(self, raw: Raw, job: _Job[T]) -> None:
         for attempt in (1, 2):
-            cursor.execute("SAVEPOINT unit")
+            raw.execute("SAVEPOINT unit", {})
             try:
-                job.result = job.work(connection)
-            except (integrity_error, IntegrityError) as exc:
-                cursor.execute("ROLLBACK TO SAVEPOINT unit")
-                cursor.execute("RELEASE SAVEPOINT unit")
+                job.result = job.work(raw)
+            except self._integrity_error as exc:
+                raw.execute("ROLLBACK TO SAVEPOINT unit", {})
+                raw.execute("RELEASE SAVEPOINT unit", {})
                 # A concurrent copy committed first (another process, on PostgreSQL): run it
                 # again, and it sees what that one stored.
                 if attempt == 2:
                     job.error = exc
                 continue
             except Exception as exc:
-                cursor.execute("ROLLBACK TO SAVEPOINT unit")
-                cursor.execute("RELEASE SAVEPOINT unit")
+                raw.execute("ROLLBACK TO SAVEPOINT unit", {})
+                raw.execute("RELEASE SAVEPOINT unit", {})
                 job.error = exc
                 return
-            cursor.execute("RELEASE SAVEPOINT unit")
+            raw.execute("RELEASE SAVEPOINT unit", {})
             return

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from flagging.models import Document, DocumentVersion, EventType, Practice
@@ -27,7 +27,7 @@ _INSERT_EVENT = (
 
 
 def append_event(
-    connection: Connection,
+    raw: Raw,
     *,
     practice_id: int,
     event_type: EventType,
@@ -38,7 +38,6 @@ def append_event(
 ) -> int:
     """Add one event to a practice's feed and return its number (plain SQL: it runs for
     every document ingested; see flagging/rawsql.py)."""
-    raw = Raw(connection)
     seq = int(raw.scalar(_NEXT_SEQ, {"practice": practice_id}))
     raw.execute(
         _INSERT_EVENT,
@@ -91,7 +90,7 @@ def publish_version(
     if event is not None:
         session.flush()
         append_event(
-            session.connection(),
+            Raw.on(session.connection()),
             practice_id=document.practice_id,
             event_type=event,
             document_id=document.id,
@@ -114,7 +113,7 @@ def visibility_changed(
         return
     session.flush()
     append_event(
-        session.connection(),
+        Raw.on(session.connection()),
         practice_id=document.practice_id,
         event_type=EventType.VISIBILITY_CHANGED,
         document_id=document.id,

@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection
-
 from flagging.feed import append_event, event_for_new_version
 from flagging.inbound import DocumentInput, Problem, Receipt
 from flagging.models import DocumentStatus, MessageOutcome, Reason, VersionChange, Visibility
@@ -44,10 +42,8 @@ _FIND_ACCEPTED = (
 )
 
 
-def find_accepted(
-    connection: Connection, sender_id: int, control_id: str
-) -> AcceptedMessage | None:
-    row = Raw(connection).one(_FIND_ACCEPTED, {"sender": sender_id, "control": control_id})
+def find_accepted(raw: Raw, sender_id: int, control_id: str) -> AcceptedMessage | None:
+    row = raw.one(_FIND_ACCEPTED, {"sender": sender_id, "control": control_id})
     if row is None:
         return None
     return AcceptedMessage(row[0], row[1], bytes(row[2]) if row[2] is not None else None)
@@ -65,7 +61,7 @@ _INSERT_MESSAGE = (
 
 
 def record_message(
-    connection: Connection,
+    raw: Raw,
     receipt: Receipt,
     outcome: MessageOutcome,
     *,
@@ -80,7 +76,6 @@ def record_message(
 
     `size` is given for an oversize message, of which only the first bytes are kept.
     """
-    raw = Raw(connection)
     accepted = outcome is MessageOutcome.ACCEPTED
     params = {
         "received_at": raw.timestamp(receipt.received_at),
@@ -179,7 +174,7 @@ _INSERT_HIT = (
 
 
 def store_document(
-    connection: Connection,
+    raw: Raw,
     *,
     sender: SenderPolicy,
     message_id: int,
@@ -188,7 +183,6 @@ def store_document(
 ) -> int:
     """Add a version to its thread (found by its number or its parent's) or start a thread;
     give it its first visibility; put it into the practice's feed. Returns the document id."""
-    raw = Raw(connection)
     document_id = raw.scalar(
         _THREAD_OF, {"sender": sender.id, "number": doc.number, "parent": doc.parent_number}
     )
@@ -199,7 +193,7 @@ def store_document(
         practice_id, feed_mode = None, ""
         code = doc.practice_ods_code
         if code and code != UNKNOWN_PRACTICE:
-            found = raw.one(_PRACTICE_BY_CODE, {"code": code})
+            found = raw.memo(("practice", code), lambda: raw.one(_PRACTICE_BY_CODE, {"code": code}))
             if found is not None:
                 practice_id, feed_mode = found
         change = doc.change or VersionChange.ORIGINAL
@@ -222,15 +216,18 @@ def store_document(
             # A status change without content (T03) keeps the text of the version before it.
             content, content_type = before[5], before[6]
         version_number = latest + 1
-        feed_mode = raw.scalar(_PRACTICE_MODE, {"id": practice_id}) if practice_id else ""
+        feed_mode = _feed_mode(raw, practice_id) if practice_id else ""
         change = VersionChange.CANCEL if doc.cancel else doc.change or VersionChange.CORRECTION
 
-    minutes = raw.scalar(_WINDOW, {"sender": sender.id, "type": doc.document_type})
+    minutes = raw.memo(
+        ("window", sender.id, doc.document_type),
+        lambda: raw.scalar(_WINDOW, {"sender": sender.id, "type": doc.document_type}),
+    )
     window = timedelta(minutes=sender.review_window_minutes if minutes is None else minutes)
     text = ""
     if content and content_type.startswith("text/"):
         text = bytes(content).decode("utf-8", "replace")
-    hits = active_rules(connection).screen(text, doc.document_type, doc.specialty)
+    hits = active_rules(raw).screen(text, doc.document_type, doc.specialty)
     initial = initial_visibility(
         cancel=doc.cancel,
         flag=_source_flag(doc, sender.txa18_v_policy),
@@ -323,7 +320,7 @@ def store_document(
         )
     if event is not None and practice_id is not None:
         append_event(
-            connection,
+            raw,
             practice_id=practice_id,
             event_type=event,
             document_id=document_id,
@@ -332,6 +329,14 @@ def store_document(
             now=now,
         )
     return int(document_id)
+
+
+def _feed_mode(raw: Raw, practice_id: int) -> str:
+    return str(
+        raw.memo(
+            ("feed mode", practice_id), lambda: raw.scalar(_PRACTICE_MODE, {"id": practice_id})
+        )
+    )
 
 
 def _insert_version(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -62,17 +62,20 @@ _FIND_SENDER = (
 )
 
 
-def sender_policy(connection: Connection, facility: str, application: str) -> SenderPolicy | None:
+def sender_policy(raw: Raw, facility: str, application: str) -> SenderPolicy | None:
     """The sender registered for an MSH-4 value, preferring one registered for this MSH-3."""
-    row = Raw(connection).one(
-        _FIND_SENDER, {"facility": facility.upper(), "application": application}
-    )
-    return SenderPolicy(*row) if row else None
+
+    def find() -> SenderPolicy | None:
+        params = {"facility": facility.upper(), "application": application}
+        row = raw.one(_FIND_SENDER, params)
+        return SenderPolicy(*row) if row else None
+
+    return raw.memo(("sender", facility, application), find)
 
 
 def find_sender(session: Session, facility: str, application: str = "") -> Sender | None:
     """The sender registered for an MSH-4 value (the same rule as `sender_policy`)."""
-    policy = sender_policy(session.connection(), facility, application)
+    policy = sender_policy(Raw.on(session.connection()), facility, application)
     return session.get(Sender, policy.id) if policy else None
 
 

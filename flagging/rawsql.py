@@ -10,23 +10,44 @@ takes `:name` as it is, psycopg gets `%(name)s`. Everything else uses the ORM.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Hashable
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection
 
 _NAMED = re.compile(r"(?<![:\w]):(\w+)")
 _PYFORMAT: dict[str, str] = {}  # statement -> the same with %(name)s, for psycopg
+T = TypeVar("T")
 
 
 class Raw:
-    """Runs SQL on the DBAPI connection under a SQLAlchemy Connection's transaction."""
+    """Runs SQL on a DBAPI connection inside a transaction someone else owns.
 
-    def __init__(self, connection: Connection) -> None:
-        self.postgres = connection.dialect.name == "postgresql"
+    One `Raw` lives for one transaction: `memo` keeps values that the transaction reads
+    often and never changes itself (a sender's registration, a practice's id), so a batch of
+    messages from one sender looks it up once.
+    """
+
+    def __init__(self, dbapi_connection: Any, *, postgres: bool) -> None:
+        self.postgres = postgres
+        self._cursor = dbapi_connection.cursor()
+        self._memo: dict[Hashable, Any] = {}
+
+    @classmethod
+    def on(cls, connection: Connection) -> Raw:
+        """The DBAPI connection under a SQLAlchemy Connection (an ORM session's, say)."""
         dbapi = connection.connection.dbapi_connection
         assert dbapi is not None
-        self._cursor = dbapi.cursor()
+        return cls(dbapi, postgres=connection.dialect.name == "postgresql")
+
+    def memo(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """`compute()` once per transaction for `key`."""
+        try:
+            return cast(T, self._memo[key])
+        except KeyError:
+            value = self._memo[key] = compute()
+            return value
 
     def sql(self, statement: str) -> str:
         if not self.postgres:

@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from flagging.errors import InvalidInput, NotFound
@@ -194,10 +194,14 @@ _cache_lock = threading.Lock()
 _cache: tuple[tuple[object, ...], RuleSet] | None = None
 
 
-def active_rules(connection: Connection) -> RuleSet:
-    """The compiled active rules, from the cache unless the rules changed."""
+def active_rules(raw: Raw) -> RuleSet:
+    """The compiled active rules, from the cache unless the rules changed (checked once per
+    transaction)."""
+    return raw.memo("active rules", lambda: _active_rules(raw))
+
+
+def _active_rules(raw: Raw) -> RuleSet:
     global _cache
-    raw = Raw(connection)
     key = raw.one(_FINGERPRINT, {"active": True}) or ()
     with _cache_lock:
         if _cache is not None and _cache[0] == key:

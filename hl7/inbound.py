@@ -16,7 +16,6 @@ import logging
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from config import Settings
@@ -31,6 +30,7 @@ from flagging.ingest import (
 )
 from flagging.models import InboundMessage, MessageOutcome
 from flagging.organisations import sender_policy
+from flagging.rawsql import Raw
 from hl7 import er7
 from hl7.ack import build_ack
 from hl7.errors import MessageRejected, content_error, rejected
@@ -39,6 +39,9 @@ from hl7.parsing import Header, check_supported, read_documents, read_header
 log = logging.getLogger(__name__)
 
 REPROCESSABLE = (MessageOutcome.QUARANTINED, MessageOutcome.REJECTED)
+_MARK_REPROCESSED = (
+    "UPDATE inbound_messages SET outcome = :outcome, reprocessed_as_id = :as WHERE id = :id"
+)
 
 
 @dataclass(frozen=True)
@@ -132,9 +135,7 @@ class MessageHandler:
         )
         try:
             reply = self._group.run(
-                lambda connection: self._store(
-                    connection, receipt, reading, size, replaces, sender_id
-                )
+                lambda raw: self._store(raw, receipt, reading, size, replaces, sender_id)
             )
         except Exception as exc:
             if isinstance(exc, SQLAlchemyError | self._dbapi_error):
@@ -171,18 +172,18 @@ class MessageHandler:
 
     def _store(
         self,
-        connection: Connection,
+        raw: Raw,
         receipt: Receipt,
         reading: _Reading,
         size: int | None,
         replaces: int | None,
         authenticated_sender: int | None,
     ) -> Reply:
-        """Record one message and its documents on `connection` (inside a group commit)."""
+        """Record one message and its documents (inside a group commit)."""
         header, rejection = reading.header, reading.rejection
         sender = None
         if header is not None:
-            sender = sender_policy(connection, header.sending_facility, header.sending_application)
+            sender = sender_policy(raw, header.sending_facility, header.sending_application)
         if rejection is None and sender is None:
             assert header is not None
             rejection = rejected(
@@ -206,7 +207,7 @@ class MessageHandler:
         if rejection is None:
             assert sender is not None
             assert header is not None
-            previous = find_accepted(connection, sender.id, header.control_id)
+            previous = find_accepted(raw, sender.id, header.control_id)
             if previous is not None and previous.content_hash != content_hash(receipt.raw):
                 rejection = content_error(
                     "205",
@@ -220,7 +221,7 @@ class MessageHandler:
             reply = self._reply(header, code, rejection, reading.charset)
             outcome = MessageOutcome.QUARANTINED if code == "AE" else MessageOutcome.REJECTED
             message_id = record_message(
-                connection,
+                raw,
                 receipt,
                 outcome,
                 ack_code=code,
@@ -234,7 +235,7 @@ class MessageHandler:
             # A resend: the same answer as the first time, nothing processed again.
             ack = previous.ack or self._reply(header, "AA", None, reading.charset).ack
             message_id = record_message(
-                connection,
+                raw,
                 receipt,
                 MessageOutcome.DUPLICATE,
                 ack_code="AA",
@@ -242,12 +243,12 @@ class MessageHandler:
                 sender_id=sender_id,
                 duplicate_of=previous,
             )
-            self._mark_reprocessed(connection, replaces, message_id)
+            self._mark_reprocessed(raw, replaces, message_id)
             return Reply("AA", ack, message_id)
         assert reading.documents is not None
         reply = self._reply(header, "AA", None, reading.charset)
         message_id = record_message(
-            connection,
+            raw,
             receipt,
             MessageOutcome.ACCEPTED,
             ack_code="AA",
@@ -257,24 +258,22 @@ class MessageHandler:
         assert sender is not None
         for doc in reading.documents:
             store_document(
-                connection,
+                raw,
                 sender=sender,
                 message_id=message_id,
                 doc=doc,
                 now=receipt.received_at,
             )
-        self._mark_reprocessed(connection, replaces, message_id)
+        self._mark_reprocessed(raw, replaces, message_id)
         return replace(reply, message_id=message_id)
 
     @staticmethod
-    def _mark_reprocessed(connection: Connection, replaces: int | None, message_id: int) -> None:
-        if replaces is None:
-            return
-        connection.execute(
-            update(InboundMessage)
-            .where(InboundMessage.id == replaces)
-            .values(outcome=MessageOutcome.REPROCESSED.value, reprocessed_as_id=message_id)
-        )
+    def _mark_reprocessed(raw: Raw, replaces: int | None, message_id: int) -> None:
+        if replaces is not None:
+            raw.execute(
+                _MARK_REPROCESSED,
+                {"id": replaces, "as": message_id, "outcome": MessageOutcome.REPROCESSED.value},
+            )
 
     def _record_failure(
         self, receipt: Receipt, reading: _Reading, problem: MessageRejected
@@ -282,9 +281,9 @@ class MessageHandler:
         """Keep the bytes of a message that failed unexpectedly, so nothing is lost."""
         reply = self._reply(reading.header, "AR", problem, reading.charset)
         try:
-            with self.db.connection() as connection:
+            with self.db.writer() as raw:
                 message_id = record_message(
-                    connection,
+                    raw,
                     receipt,
                     MessageOutcome.REJECTED,
                     ack_code="AR",
@@ -292,7 +291,7 @@ class MessageHandler:
                     problem=problem.problem,
                 )
             return replace(reply, message_id=message_id)
-        except SQLAlchemyError:
+        except (SQLAlchemyError, self._dbapi_error):
             log.error("failed message could not be recorded either")
             return reply
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sqlalchemy import event, func, select
-from sqlalchemy.exc import OperationalError
+import pytest
+from sqlalchemy import func, select
 
 from config import Settings
 from flagging import organisations
@@ -311,15 +311,27 @@ def test_unreachable_database_is_answered_ar_never_aa(settings: Settings) -> Non
     assert "207" in _err(reply.ack)[1]
 
 
-def test_database_failure_at_commit_is_answered_ar(handler: MessageHandler, db: Database) -> None:
-    def fail_commit(connection: object) -> None:
-        raise OperationalError("COMMIT", {}, Exception("disk I/O error"))
+def test_database_failure_at_commit_is_answered_ar(
+    handler: MessageHandler, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    driver_error = db.engine.dialect.loaded_dbapi.OperationalError
+    checkout = db.engine.raw_connection
 
-    event.listen(db.engine, "commit", fail_commit)
-    try:
-        reply = handler.handle(samples.mdm(control_id="F1"), transport="mllp")
-    finally:
-        event.remove(db.engine, "commit", fail_commit)
+    class CommitFails:
+        """A pooled connection whose driver fails to commit (a full disk, a lost server)."""
+
+        def __init__(self) -> None:
+            self.pooled = checkout()
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.pooled, name)
+
+        def commit(self) -> None:
+            raise driver_error("disk I/O error")
+
+    monkeypatch.setattr(db.engine, "raw_connection", CommitFails)
+    reply = handler.handle(samples.mdm(control_id="F1"), transport="mllp")
+    monkeypatch.undo()
     assert reply.code == "AR"
     assert _count(db, Document) == 0
     assert _count(db, InboundMessage) == 0
