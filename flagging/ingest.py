@@ -19,7 +19,7 @@ from flagging.inbound import DocumentInput, Problem, Receipt
 from flagging.models import DocumentStatus, MessageOutcome, Reason, VersionChange, Visibility
 from flagging.organisations import UNKNOWN_PRACTICE, SenderPolicy
 from flagging.rawsql import Raw
-from flagging.screening import active_rules
+from flagging.screening import Hit, RuleSet, active_rules, cached_rules
 from flagging.visibility import Initial, Previous, SourceFlag, initial_visibility
 
 
@@ -104,6 +104,31 @@ def record_message(
     return int(raw.scalar(_INSERT_MESSAGE, params))
 
 
+@dataclass(frozen=True)
+class Screened:
+    """A document's own text screened with one rule set, before the writer's transaction."""
+
+    rules: RuleSet
+    hits: list[Hit]
+
+
+def screen_ahead(doc: DocumentInput) -> Screened | None:
+    """Screen a document with the rules this process last saw, outside the writer lock (it is
+    a tenth of a millisecond a letter); `store_document` keeps the hits if those rules are
+    still the active ones, and screens again otherwise."""
+    rules = cached_rules()
+    if rules is None or doc.content is None:
+        return None
+    text = _text(doc.content, doc.content_type)
+    return Screened(rules, rules.screen(text, doc.document_type, doc.specialty))
+
+
+def _text(content: bytes | None, content_type: str) -> str:
+    if content and content_type.startswith("text/"):
+        return bytes(content).decode("utf-8", "replace")
+    return ""
+
+
 def _source_flag(doc: DocumentInput, txa18_v_policy: str) -> SourceFlag | None:
     """The flag at source: ZFL wins; else TXA-18 = V as the sender's policy says."""
     if doc.flag is not None:
@@ -180,9 +205,12 @@ def store_document(
     message_id: int,
     doc: DocumentInput,
     now: datetime,
+    screened: Screened | None = None,
 ) -> int:
     """Add a version to its thread (found by its number or its parent's) or start a thread;
-    give it its first visibility; put it into the practice's feed. Returns the document id."""
+    give it its first visibility; put it into the practice's feed. Returns the document id.
+
+    `screened` is `screen_ahead(doc)`, if it was called."""
     document_id = raw.scalar(
         _THREAD_OF, {"sender": sender.id, "number": doc.number, "parent": doc.parent_number}
     )
@@ -224,10 +252,11 @@ def store_document(
         lambda: raw.scalar(_WINDOW, {"sender": sender.id, "type": doc.document_type}),
     )
     window = timedelta(minutes=sender.review_window_minutes if minutes is None else minutes)
-    text = ""
-    if content and content_type.startswith("text/"):
-        text = bytes(content).decode("utf-8", "replace")
-    hits = active_rules(raw).screen(text, doc.document_type, doc.specialty)
+    rules = active_rules(raw)
+    if screened is not None and screened.rules is rules and content is doc.content:
+        hits = screened.hits
+    else:
+        hits = rules.screen(_text(content, content_type), doc.document_type, doc.specialty)
     initial = initial_visibility(
         cancel=doc.cancel,
         flag=_source_flag(doc, sender.txa18_v_policy),

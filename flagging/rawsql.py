@@ -79,7 +79,9 @@ class Raw:
         if value is None:
             return None
         naive = value.astimezone(UTC).replace(tzinfo=None)
-        return naive if self.postgres else naive.strftime("%Y-%m-%d %H:%M:%S.%f")
+        # SQLAlchemy's SQLite format ("2026-11-24 09:30:00.000000"), ten times faster than
+        # strftime, and with the year zero-padded as SQLAlchemy writes it.
+        return naive if self.postgres else naive.isoformat(" ", "microseconds")
 
     def date(self, value: date | None) -> Any:
         """A date as the ORM stores it (text on SQLite)."""

@@ -194,6 +194,14 @@ _cache_lock = threading.Lock()
 _cache: tuple[tuple[object, ...], RuleSet] | None = None
 
 
+def cached_rules() -> RuleSet | None:
+    """The rules this process compiled last, without asking the database (None before the
+    first message): for screening ahead of the writer's transaction, which `active_rules`
+    then confirms."""
+    with _cache_lock:
+        return _cache[1] if _cache is not None else None
+
+
 def active_rules(raw: Raw) -> RuleSet:
     """The compiled active rules, from the cache unless the rules changed (checked once per
     transaction)."""

@@ -13,7 +13,7 @@ its own savepoint, so one message's failure never touches another's. The rules:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -23,9 +23,11 @@ from flagging.db import Database, GroupCommit
 from flagging.errors import Conflict, NotFound
 from flagging.inbound import DocumentInput, Receipt
 from flagging.ingest import (
+    Screened,
     content_hash,
     find_accepted,
     record_message,
+    screen_ahead,
     store_document,
 )
 from flagging.models import InboundMessage, MessageOutcome
@@ -59,6 +61,9 @@ class _Reading:
     documents: list[DocumentInput] | None = None
     rejection: MessageRejected | None = None
     charset: str = "latin-1"
+    # Work done before the writer lock for a message that will most likely be accepted.
+    accept_ack: bytes = b""
+    screened: list[Screened | None] = field(default_factory=list)
 
 
 class MessageHandler:
@@ -68,7 +73,7 @@ class MessageHandler:
         self.db = db
         self.settings = settings
         self._group: GroupCommit[Reply] = GroupCommit(db)
-        self._dbapi_error: type = db.engine.dialect.loaded_dbapi.Error
+        self._dbapi_error: type[Exception] = db.engine.dialect.loaded_dbapi.Error
 
     # Entry points -------------------------------------------------------------------------
 
@@ -133,6 +138,10 @@ class MessageHandler:
             message_type=header.type_label if header else "",
             version=header.version if header else "",
         )
+        if reading.rejection is None and reading.documents is not None:
+            # Outside the writer lock, which every connection's messages queue for.
+            reading.accept_ack = self._reply(header, "AA", None, reading.charset).ack
+            reading.screened = [screen_ahead(doc) for doc in reading.documents]
         try:
             reply = self._group.run(
                 lambda raw: self._store(raw, receipt, reading, size, replaces, sender_id)
@@ -246,26 +255,26 @@ class MessageHandler:
             self._mark_reprocessed(raw, replaces, message_id)
             return Reply("AA", ack, message_id)
         assert reading.documents is not None
-        reply = self._reply(header, "AA", None, reading.charset)
         message_id = record_message(
             raw,
             receipt,
             MessageOutcome.ACCEPTED,
             ack_code="AA",
-            ack=reply.ack,
+            ack=reading.accept_ack,
             sender_id=sender_id,
         )
         assert sender is not None
-        for doc in reading.documents:
+        for doc, screened in zip(reading.documents, reading.screened, strict=True):
             store_document(
                 raw,
                 sender=sender,
                 message_id=message_id,
                 doc=doc,
                 now=receipt.received_at,
+                screened=screened,
             )
         self._mark_reprocessed(raw, replaces, message_id)
-        return replace(reply, message_id=message_id)
+        return Reply("AA", reading.accept_ack, message_id)
 
     @staticmethod
     def _mark_reprocessed(raw: Raw, replaces: int | None, message_id: int) -> None:
