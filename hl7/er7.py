@@ -60,11 +60,19 @@ class Separators:
 DEFAULT_SEPARATORS = Separators()
 
 
-@dataclass(frozen=True)
 class Segment:
-    """One segment: `fields[0]` is its name; `field(n)` follows HL7 numbering (MSH-1 included)."""
+    """One segment: `fields[0]` is its name; `field(n)` follows HL7 numbering (MSH-1 included).
 
-    fields: list[str]
+    A plain slotted class: a message has dozens of segments, and a dataclass's generated
+    __init__ cost more than splitting the line."""
+
+    __slots__ = ("fields",)
+
+    def __init__(self, fields: list[str]) -> None:
+        self.fields = fields
+
+    def __repr__(self) -> str:
+        return f"Segment({self.fields!r})"
 
     @property
     def name(self) -> str:
@@ -219,9 +227,13 @@ def split_segments(text: str, separators: Separators) -> list[Segment]:
     return segments
 
 
-def parse(raw: bytes, fallback_charset: str) -> Message:
-    """Decode and split a whole message; raises MessageRejected with an ERR-ready problem."""
-    line, separators = read_header_line(raw)
+def parse(
+    raw: bytes, fallback_charset: str, header_line: tuple[str, Separators] | None = None
+) -> Message:
+    """Decode and split a whole message; raises MessageRejected with an ERR-ready problem.
+
+    `header_line` is `read_header_line(raw)`, if the caller has it already."""
+    line, separators = header_line or read_header_line(raw)
     header = Segment(line.split(separators.field))
     declared = header.field(18).split(separators.repetition, 1)[0].strip()
     text, codec = decode(raw, declared, fallback_charset)

@@ -58,6 +58,7 @@ class Reply:
 @dataclass
 class _Reading:
     header: Header | None = None
+    header_line: tuple[str, er7.Separators] | None = None
     documents: list[DocumentInput] | None = None
     rejection: MessageRejected | None = None
     charset: str = "latin-1"
@@ -311,7 +312,8 @@ def _read_header_only(raw: bytes) -> _Reading:
     except MessageRejected as exc:
         return _Reading(header=_best_effort_header(raw), rejection=exc)
     msh = er7.Segment(line.split(separators.field))
-    return _Reading(header=read_header(er7.Message(separators, [msh], "latin-1")))
+    header = read_header(er7.Message(separators, [msh], "latin-1"))
+    return _Reading(header=header, header_line=(line, separators))
 
 
 def _best_effort_header(raw: bytes) -> Header | None:
@@ -334,9 +336,13 @@ def _read(raw: bytes, settings: Settings) -> _Reading:
     assert reading.header is not None
     try:
         check_supported(reading.header, settings.processing_ids)
-        message = er7.parse(raw, settings.fallback_charset)
+        message = er7.parse(raw, settings.fallback_charset, reading.header_line)
         reading.charset = message.charset
-        reading.header = header = read_header(message)
+        assert reading.header_line is not None
+        if message.msh.fields != reading.header_line[0].split(message.separators.field):
+            # Decoding per MSH-18 changed the header line (non-ASCII in MSH): read it again.
+            reading.header = read_header(message)
+        header = reading.header
         if not header.control_id:
             raise content_error("101", "MSH-10 message control id is missing", "MSH^1^10")
         reading.documents = read_documents(message, header)
