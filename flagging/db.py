@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, PoolProxiedConnection, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
@@ -88,6 +88,7 @@ class Database:
         # SQLite has one writer at a time; threads of this process queue here rather than
         # spinning in SQLite's busy handler.
         self._write_lock: threading.Lock | None = threading.Lock() if settings.is_sqlite else None
+        self._held: PoolProxiedConnection | None = None  # the SQLite writer's, between uses
 
     @contextmanager
     def _writer(self) -> Iterator[None]:
@@ -109,7 +110,10 @@ class Database:
         """A write transaction on a plain DBAPI connection, committed at the end: for the
         ingest hot path, which needs none of SQLAlchemy's bookkeeping (flagging/rawsql.py)."""
         with self._writer():
-            pooled = self.engine.raw_connection()
+            # SQLite: the one writer connection is kept between transactions (under the
+            # write lock), which spares a pool check-out and check-in a batch. PostgreSQL:
+            # checked out each time, so the pool's pre-ping replaces a connection that died.
+            pooled, self._held = self._held or self.engine.raw_connection(), None
             try:
                 raw = Raw(pooled.dbapi_connection, postgres=not self.settings.is_sqlite)
                 if self.settings.is_sqlite:
@@ -121,8 +125,11 @@ class Database:
                     pooled.rollback()
                 except Exception:
                     pooled.invalidate()  # the connection itself failed: never reuse it
+                pooled.close()
                 raise
-            finally:
+            if self.settings.is_sqlite:
+                self._held = pooled
+            else:
                 pooled.close()
 
     @contextmanager
@@ -138,10 +145,22 @@ class Database:
             yield session
 
     def dispose(self) -> None:
+        with self._writer():
+            if self._held is not None:
+                self._held.close()
+                self._held = None
         self.engine.dispose()
 
 
 T = TypeVar("T")
+
+
+def _acquired_lock() -> threading.Lock:
+    """A lock already held: its waiter blocks in acquire() until someone releases it once
+    (half the cost of a threading.Event, which builds a Condition for each message)."""
+    lock = threading.Lock()
+    lock.acquire()
+    return lock
 
 
 @dataclass
@@ -151,7 +170,7 @@ class _Job(Generic[T]):
     error: BaseException | None = None
     done: bool = False
     lead: bool = False  # this caller runs the next batch
-    wake: threading.Event = field(default_factory=threading.Event)
+    wake: threading.Lock = field(default_factory=_acquired_lock)  # released once, to wake
 
 
 class GroupCommit(Generic[T]):
@@ -183,7 +202,7 @@ class GroupCommit(Generic[T]):
             if not self._leading:
                 self._leading = job.lead = True
         if not job.lead:
-            job.wake.wait()
+            job.wake.acquire()
         if not job.done:  # we lead: our job is the oldest waiting, so it is in this batch
             with self._lock:
                 batch = self._queue[: self._max_batch]
@@ -194,7 +213,7 @@ class GroupCommit(Generic[T]):
                 with self._lock:
                     if self._queue:
                         self._queue[0].lead = True
-                        self._queue[0].wake.set()
+                        self._queue[0].wake.release()
                     else:
                         self._leading = False
         if job.error is not None:
@@ -212,7 +231,8 @@ class GroupCommit(Generic[T]):
         finally:
             for job in batch:
                 job.done = True
-                job.wake.set()
+                if not job.lead:  # the leader (the one job here with `lead`) is awake
+                    job.wake.release()
 
     def _one(self, raw: Raw, job: _Job[T]) -> None:
         for attempt in (1, 2):

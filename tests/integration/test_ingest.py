@@ -329,6 +329,7 @@ def test_database_failure_at_commit_is_answered_ar(
         def commit(self) -> None:
             raise driver_error("disk I/O error")
 
+    db.dispose()  # let go of the connection the writer keeps, so it checks out a CommitFails
     monkeypatch.setattr(db.engine, "raw_connection", CommitFails)
     reply = handler.handle(samples.mdm(control_id="F1"), transport="mllp")
     monkeypatch.undo()
