@@ -17,7 +17,7 @@ from flagging import nhs_number
 from flagging.inbound import DocumentInput, Patient
 from flagging.models import Reason, VersionChange, Visibility
 from flagging.visibility import SYSTEM, Actor, SourceFlag
-from hl7.er7 import Message, Segment, Separators
+from hl7.er7 import Message, Segment, Separators, unescape
 from hl7.errors import content_error, rejected
 
 MDM_EVENTS: dict[str, VersionChange] = {
@@ -283,19 +283,24 @@ def read_content(message: Message, observations: list[Segment]) -> tuple[str, by
     """The document body: the first ED rendition, else TX/FT/ST lines joined in order."""
     # Runs for every OBX line of every message: locals and plain string methods on purpose.
     lines: list[str] = []
-    component, repetition = message.separators.component, message.separators.repetition
-    unescape = message.unescape
+    separators = message.separators
+    component, repetition, escape = separators.component, separators.repetition, separators.escape
     for position, obx in enumerate(observations, start=1):
-        value_type = obx.field(2).split(component, 1)[0].strip().upper()
-        value = obx.field(5)
+        fields = obx.fields  # OBX-n is fields[n]
+        value_type = fields[2] if len(fields) > 2 else ""
+        if value_type not in TEXT_VALUE_TYPES:  # the usual TX/FT/ST, exactly, needs no cleaning
+            value_type = value_type.split(component, 1)[0].strip().upper()
+        value = fields[5] if len(fields) > 5 else ""
         if value_type == "ED":
             rendition = _read_ed(message, value, position)
             if rendition is not None:
                 return rendition
         elif value_type in TEXT_VALUE_TYPES:
             formatted = value_type == "FT"
-            for rep in value.split(repetition):
-                lines.append(unescape(rep, formatted=formatted).rstrip())
+            for rep in value.split(repetition) if repetition in value else (value,):
+                if escape in rep:
+                    rep = unescape(rep, separators, formatted=formatted)
+                lines.append(rep.rstrip())
     text = "\n".join(lines).strip("\n")
     if not text.strip():
         return "", None
