@@ -56,7 +56,7 @@ _INSERT_MESSAGE = (
     " VALUES (:received_at, :transport, :peer, :raw, :size, :content_hash, :sender_id,"
     " :sending_facility, :sending_application, :control_id, :control_key, :message_type,"
     " :version, :outcome, :ack_code, :ack, :error_code, :error_location, :error_text,"
-    " :duplicate_of_id) RETURNING id"
+    " :duplicate_of_id)"
 )
 
 
@@ -101,7 +101,7 @@ def record_message(
         "error_text": problem.text if problem else "",
         "duplicate_of_id": duplicate_of.id if duplicate_of else None,
     }
-    return int(raw.scalar(_INSERT_MESSAGE, params))
+    return raw.insert(_INSERT_MESSAGE, params)
 
 
 @dataclass(frozen=True)
@@ -166,7 +166,7 @@ _INSERT_DOCUMENT = (
     " revision, published, created_at, updated_at) VALUES (:sender, :number, :kind, :status,"
     " :nhs_number, :family_name, :given_name, :birth_date, :practice_code, :practice, 1,"
     " :document_type, :title, :author_code, :specialty, :visibility, :due, :auto_release,"
-    " :until, 1, :published, :now, :now) RETURNING id"
+    " :until, 1, :published, :now, :now)"
 )
 _UPDATE_DOCUMENT = (
     "UPDATE documents SET latest_version = :version, revision = revision + 1,"
@@ -185,7 +185,7 @@ _INSERT_VERSION = (
     " :document_type, :title, :author_code, :author_name, :provider, :origination_time,"
     " :completion_status, :confidentiality, :availability, :placer_number, :content_type,"
     " :content, :specialty, :visibility, :source, :reason, :until, :decided_at, :decided_by,"
-    " :published, :now) RETURNING id"
+    " :published, :now)"
 )
 _INSERT_DECISION = (
     "INSERT INTO decisions (document_id, version_id, visibility, reason, note, withhold_until,"
@@ -288,7 +288,7 @@ def store_document(
         "now": raw.timestamp(now),
     }
     if document_id is None:
-        document_id = raw.scalar(
+        document_id = raw.insert(
             _INSERT_DOCUMENT,
             {
                 **common,
@@ -385,35 +385,31 @@ def _insert_version(
     now: datetime,
 ) -> int:
     decided = initial.source is not None
-    return int(
-        raw.scalar(
-            _INSERT_VERSION,
-            {
-                **common,
-                "document": document_id,
-                "version": version_number,
-                "message": message_id,
-                "sender": sender_id,
-                "number": doc.number,
-                "parent": doc.parent_number,
-                "event": doc.event,
-                "change": change.value,
-                "author_name": doc.author_name[:250],
-                "provider": doc.provider[:250],
-                "origination_time": raw.timestamp(doc.origination_time),
-                "completion_status": doc.completion_status[:5],
-                "confidentiality": doc.confidentiality[:5],
-                "availability": doc.availability[:5],
-                "placer_number": doc.placer_number[:199],
-                "content_type": content_type,
-                "content": content,
-                "source": initial.source.value if initial.source else "",
-                "reason": initial.reason,
-                "decided_at": raw.timestamp(initial.decided_at or now) if decided else None,
-                "decided_by": (initial.decided_by.name or initial.decided_by.code)
-                if decided
-                else "",
-                "published": published,
-            },
-        )
+    return raw.insert(
+        _INSERT_VERSION,
+        {
+            **common,
+            "document": document_id,
+            "version": version_number,
+            "message": message_id,
+            "sender": sender_id,
+            "number": doc.number,
+            "parent": doc.parent_number,
+            "event": doc.event,
+            "change": change.value,
+            "author_name": doc.author_name[:250],
+            "provider": doc.provider[:250],
+            "origination_time": raw.timestamp(doc.origination_time),
+            "completion_status": doc.completion_status[:5],
+            "confidentiality": doc.confidentiality[:5],
+            "availability": doc.availability[:5],
+            "placer_number": doc.placer_number[:199],
+            "content_type": content_type,
+            "content": content,
+            "source": initial.source.value if initial.source else "",
+            "reason": initial.reason,
+            "decided_at": raw.timestamp(initial.decided_at or now) if decided else None,
+            "decided_by": (initial.decided_by.name or initial.decided_by.code) if decided else "",
+            "published": published,
+        },
     )

@@ -62,6 +62,13 @@ class Raw:
         self._cursor.execute(self.sql(statement), params)
         return self._cursor
 
+    def insert(self, statement: str, params: dict[str, Any]) -> int:
+        """Run an INSERT and return the new row's id: SQLite's last row id, PostgreSQL's
+        RETURNING (on SQLite that would cost a second step of the statement)."""
+        if self.postgres:
+            return int(self.scalar(statement + " RETURNING id", params))
+        return int(self.execute(statement, params).lastrowid)
+
     def one(self, statement: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
         row = self.execute(statement, params).fetchone()
         return tuple(row) if row is not None else None
