@@ -146,6 +146,25 @@ def test_screening_hit_holds_a_document_for_a_person_and_never_releases_it(
     assert _document(db).visibility == "pending"
 
 
+def test_rules_changed_since_the_last_message_are_the_ones_that_screen(
+    handler: MessageHandler, db: Database
+) -> None:
+    # Each message is screened ahead of the writer lock with the rules this process compiled
+    # last; a rule added or switched off since then must still decide the next message.
+    _set_window(db, 0)
+    text = "Concerns about domestic abuse were raised."
+    _ingest(handler, samples.mdm(control_id="M1", number="DOC-1", lines=(text,)))
+    assert _document(db, "DOC-1").visibility == "visible"
+    with db.transaction() as session:
+        rule = screening.add_rule(session, name="Abuse", kind="phrase", pattern="domestic abuse")
+    _ingest(handler, samples.mdm(control_id="M2", number="DOC-2", lines=(text,)))
+    assert _document(db, "DOC-2").visibility == "pending"
+    with db.transaction() as session:
+        screening.set_rule_active(session, rule.id, False)
+    _ingest(handler, samples.mdm(control_id="M3", number="DOC-3", lines=(text,)))
+    assert _document(db, "DOC-3").visibility == "visible"
+
+
 def test_document_type_and_specialty_rules_hold_documents_too(
     handler: MessageHandler, db: Database
 ) -> None:
