@@ -157,7 +157,7 @@ T = TypeVar("T")
 
 def _acquired_lock() -> threading.Lock:
     """A lock already held: its waiter blocks in acquire() until someone releases it once
-    (half the cost of a threading.Event, which builds a Condition for each message)."""
+    (cheaper than a threading.Event, which builds a Condition for each message)."""
     lock = threading.Lock()
     lock.acquire()
     return lock
