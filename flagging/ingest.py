@@ -19,7 +19,7 @@ from flagging.inbound import DocumentInput, Problem, Receipt
 from flagging.models import DocumentStatus, MessageOutcome, Reason, VersionChange, Visibility
 from flagging.organisations import UNKNOWN_PRACTICE, SenderPolicy
 from flagging.rawsql import Raw
-from flagging.screening import Hit, RuleSet, active_rules, cached_rules
+from flagging.screening import Hit, active_rules, cached_rules
 from flagging.visibility import Initial, Previous, SourceFlag, initial_visibility
 
 
@@ -108,7 +108,7 @@ def record_message(
 class Screened:
     """A document's own text screened with one rule set, before the writer's transaction."""
 
-    rules: RuleSet
+    fingerprint: tuple[object, ...]  # of the rules used (RuleSet.fingerprint)
     hits: list[Hit]
 
 
@@ -120,7 +120,7 @@ def screen_ahead(doc: DocumentInput) -> Screened | None:
     if rules is None or doc.content is None:
         return None
     text = _text(doc.content, doc.content_type)
-    return Screened(rules, rules.screen(text, doc.document_type, doc.specialty))
+    return Screened(rules.fingerprint, rules.screen(text, doc.document_type, doc.specialty))
 
 
 def _text(content: bytes | None, content_type: str) -> str:
@@ -253,7 +253,11 @@ def store_document(
     )
     window = timedelta(minutes=sender.review_window_minutes if minutes is None else minutes)
     rules = active_rules(raw)
-    if screened is not None and screened.rules is rules and content is doc.content:
+    if (
+        screened is not None
+        and screened.fingerprint == rules.fingerprint
+        and content is doc.content
+    ):
         hits = screened.hits
     else:
         hits = rules.screen(_text(content, content_type), doc.document_type, doc.specialty)

@@ -136,6 +136,9 @@ class RuleSet:
     regex_rules: list[tuple[int, re.Pattern[str]]]
     document_types: dict[str, int]
     specialties: dict[str, int]
+    # Which active rules these are (see _FINGERPRINT): screening done ahead, maybe in another
+    # process, counts only if the rules active in the transaction have the same fingerprint.
+    fingerprint: tuple[object, ...] = ()
 
     def screen(self, text: str, document_type: str = "", specialty: str = "") -> list[Hit]:
         hits: list[Hit] = []
@@ -165,7 +168,7 @@ class RuleSpec:
     pattern: str
 
 
-def compile_rules(rules: list[RuleSpec]) -> RuleSet:
+def compile_rules(rules: list[RuleSpec], fingerprint: tuple[object, ...] = ()) -> RuleSet:
     word_rules = []
     regex_rules = []
     document_types: dict[str, int] = {}
@@ -179,7 +182,7 @@ def compile_rules(rules: list[RuleSpec]) -> RuleSet:
             document_types[rule.pattern.strip().upper()] = rule.id
         elif rule.kind == "specialty":
             specialties[rule.pattern.strip().upper()] = rule.id
-    return RuleSet(word_rules, regex_rules, document_types, specialties)
+    return RuleSet(word_rules, regex_rules, document_types, specialties, fingerprint)
 
 
 # Rules change rarely and are read for every message: the compiled set is kept per process and
@@ -191,7 +194,7 @@ _FINGERPRINT = (
 )
 _ACTIVE = "SELECT id, kind, pattern FROM screening_rules WHERE active = :active"
 _cache_lock = threading.Lock()
-_cache: tuple[tuple[object, ...], RuleSet] | None = None
+_cache: RuleSet | None = None
 
 
 def cached_rules() -> RuleSet | None:
@@ -199,7 +202,7 @@ def cached_rules() -> RuleSet | None:
     first message): for screening ahead of the writer's transaction, which `active_rules`
     then confirms."""
     with _cache_lock:
-        return _cache[1] if _cache is not None else None
+        return _cache
 
 
 def active_rules(raw: Raw) -> RuleSet:
@@ -212,12 +215,12 @@ def _active_rules(raw: Raw) -> RuleSet:
     global _cache
     key = raw.one(_FINGERPRINT, {"active": True}) or ()
     with _cache_lock:
-        if _cache is not None and _cache[0] == key:
-            return _cache[1]
+        if _cache is not None and _cache.fingerprint == key:
+            return _cache
     rows = raw.execute(_ACTIVE, {"active": True}).fetchall()
-    compiled = compile_rules([RuleSpec(*row) for row in rows])
+    compiled = compile_rules([RuleSpec(*row) for row in rows], key)
     with _cache_lock:
-        _cache = (key, compiled)
+        _cache = compiled
     return compiled
 
 
