@@ -37,16 +37,20 @@ class CommandError(Exception):
 _opened: list[Services] = []
 
 
-def _services() -> Services:
-    """The process's wiring; its database connections are closed when the command ends."""
-    services = build(load_settings())
+def _services(*, ingest: bool = False) -> Services:
+    """The process's wiring; its database connections are closed when the command ends.
+
+    `ingest`: this process receives messages all the time (a listener); on SQLite their
+    transactions then run in a writer process of their own (flagging/writer.py)."""
+    settings = load_settings()
+    services = build(settings, writer_process=ingest and settings.is_sqlite)
     _opened.append(services)
     return services
 
 
-def _long_running() -> Services:
+def _long_running(*, ingest: bool = False) -> Services:
     """The wiring of a server process, whose log level is FLAGGING_LOG_LEVEL."""
-    services = _services()
+    services = _services(ingest=ingest)
     logging.getLogger().setLevel(services.settings.log_level)
     return services
 
@@ -56,7 +60,7 @@ def _long_running() -> Services:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Web app and MLLP listener in one process (the trial and small-trust mode)."""
-    services = _long_running()
+    services = _long_running(ingest=True)
     settings = services.settings
     if not settings.is_production:
         upgrade(services.db.engine)
@@ -80,13 +84,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     jobs.shutdown()
     listener.stop()
     web.shutdown()
-    services.db.dispose()
     return 0
 
 
 def cmd_mllp(args: argparse.Namespace) -> int:
     """The MLLP listener alone (run as many as needed in production)."""
-    services = _long_running()
+    services = _long_running(ingest=True)
     listener = mllp_listener(services, port=args.port)
     host, port = listener.address
     # Printed before the accept thread logs anything, so scripts can read the port reliably.
@@ -94,7 +97,6 @@ def cmd_mllp(args: argparse.Namespace) -> int:
     listener.start()
     _wait_for_signal()
     listener.stop()
-    services.db.dispose()
     return 0
 
 
@@ -109,7 +111,6 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     print("flagging: scheduler running", file=sys.stderr, flush=True)
     _wait_for_signal()
     jobs.shutdown()
-    services.db.dispose()
     return 0
 
 
@@ -618,7 +619,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         while _opened:
-            _opened.pop().db.dispose()
+            _opened.pop().close()
     return result
 
 

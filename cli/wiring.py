@@ -22,10 +22,15 @@ class Services:
     db: Database
     handler: MessageHandler
 
+    def close(self) -> None:
+        """Stop the writer process, if any, then close the database connections."""
+        self.handler.close()
+        self.db.dispose()
 
-def build(settings: Settings) -> Services:
+
+def build(settings: Settings, *, writer_process: bool = False) -> Services:
     db = Database(settings)
-    return Services(settings, db, MessageHandler(db, settings))
+    return Services(settings, db, MessageHandler(db, settings, writer_process=writer_process))
 
 
 def web_app(services: Services) -> Flask:

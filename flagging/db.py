@@ -155,7 +155,7 @@ class Database:
 T = TypeVar("T")
 
 
-def _acquired_lock() -> threading.Lock:
+def acquired_lock() -> threading.Lock:
     """A lock already held: its waiter blocks in acquire() until someone releases it once
     (cheaper than a threading.Event, which builds a Condition for each message)."""
     lock = threading.Lock()
@@ -170,7 +170,7 @@ class _Job(Generic[T]):
     error: BaseException | None = None
     done: bool = False
     lead: bool = False  # this caller runs the next batch
-    wake: threading.Lock = field(default_factory=_acquired_lock)  # released once, to wake
+    wake: threading.Lock = field(default_factory=acquired_lock)  # released once, to wake
 
 
 class GroupCommit(Generic[T]):
@@ -222,35 +222,48 @@ class GroupCommit(Generic[T]):
 
     def _run(self, batch: list[_Job[T]]) -> None:
         try:
-            with self._db.writer() as raw:
-                for job in batch:
-                    self._one(raw, job)
+            outcomes = run_batch(self._db, [job.work for job in batch], self._integrity_error)
         except Exception as exc:  # the commit (or the connection) failed: nothing was stored
-            for job in batch:
-                job.result, job.error = None, exc
-        finally:
-            for job in batch:
-                job.done = True
-                if not job.lead:  # the leader (the one job here with `lead`) is awake
-                    job.wake.release()
+            outcomes = [(None, exc)] * len(batch)
+        for job, (result, error) in zip(batch, outcomes, strict=True):
+            job.result, job.error, job.done = result, error, True
+            if not job.lead:  # the leader (the one job here with `lead`) is awake
+                job.wake.release()
 
-    def _one(self, raw: Raw, job: _Job[T]) -> None:
-        for attempt in (1, 2):
-            raw.execute("SAVEPOINT unit", {})
-            try:
-                job.result = job.work(raw)
-            except self._integrity_error as exc:
-                raw.execute("ROLLBACK TO SAVEPOINT unit", {})
-                raw.execute("RELEASE SAVEPOINT unit", {})
-                # A concurrent copy committed first (another process, on PostgreSQL): run it
-                # again, and it sees what that one stored.
-                if attempt == 2:
-                    job.error = exc
-                continue
-            except Exception as exc:
-                raw.execute("ROLLBACK TO SAVEPOINT unit", {})
-                raw.execute("RELEASE SAVEPOINT unit", {})
-                job.error = exc
-                return
+
+def run_batch(
+    db: Database, works: list[Callable[[Raw], T]], integrity_error: type[Exception]
+) -> list[tuple[T | None, BaseException | None]]:
+    """Run units of work in one write transaction, each in its own savepoint, and commit.
+
+    Returns each unit's result or error; a unit that failed was rolled back alone. Raises if
+    the transaction itself (the commit, the connection) failed: then nothing was stored."""
+    outcomes: list[tuple[T | None, BaseException | None]] = []
+    with db.writer() as raw:
+        for work in works:
+            outcomes.append(_one(raw, work, integrity_error))
+    return outcomes
+
+
+def _one(
+    raw: Raw, work: Callable[[Raw], T], integrity_error: type[Exception]
+) -> tuple[T | None, BaseException | None]:
+    for attempt in (1, 2):
+        raw.execute("SAVEPOINT unit", {})
+        try:
+            result = work(raw)
+        except integrity_error as exc:
+            raw.execute("ROLLBACK TO SAVEPOINT unit", {})
             raw.execute("RELEASE SAVEPOINT unit", {})
-            return
+            # A concurrent copy committed first (another process, on PostgreSQL): run it
+            # again, and it sees what that one stored.
+            if attempt == 2:
+                return None, exc
+            continue
+        except Exception as exc:
+            raw.execute("ROLLBACK TO SAVEPOINT unit", {})
+            raw.execute("RELEASE SAVEPOINT unit", {})
+            return None, exc
+        raw.execute("RELEASE SAVEPOINT unit", {})
+        return result, None
+    raise AssertionError("unreachable")

@@ -24,6 +24,10 @@ class MessageRejected(HL7Error):
         self.ack_code = ack_code
         self.problem = Problem(code=code, text=text, location=location)
 
+    def __reduce__(self) -> tuple[type[MessageRejected], tuple[str, str, str, str]]:
+        problem = self.problem
+        return type(self), (self.ack_code, problem.code, problem.text, problem.location)
+
 
 def rejected(code: str, text: str, location: str = "") -> MessageRejected:
     """AR: unsupported, unregistered or unreadable; the sender may resend later."""

@@ -13,6 +13,7 @@ its own savepoint, so one message's failure never touches another's. The rules:
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -33,6 +34,8 @@ from flagging.ingest import (
 from flagging.models import InboundMessage, MessageOutcome
 from flagging.organisations import sender_policy
 from flagging.rawsql import Raw
+from flagging.screening import active_rules
+from flagging.writer import WriterProcess
 from hl7 import er7
 from hl7.ack import build_ack
 from hl7.errors import MessageRejected, content_error, rejected
@@ -55,6 +58,31 @@ class Reply:
     message_id: int | None = None
 
 
+@dataclass(frozen=True)
+class Identity:
+    """Who we are in ACKs when a sender left MSH-5/6 empty."""
+
+    application: str
+    facility: str
+
+    def reply(
+        self,
+        header: Header | None,
+        code: str,
+        exc: MessageRejected | None,
+        charset: str,
+        message_id: int | None = None,
+    ) -> Reply:
+        text = build_ack(
+            header,
+            code,
+            problem=exc.problem if exc else None,
+            application=self.application,
+            facility=self.facility,
+        )
+        return Reply(code, text.encode(charset, errors="replace"), message_id)
+
+
 @dataclass
 class _Reading:
     header: Header | None = None
@@ -70,11 +98,26 @@ class _Reading:
 class MessageHandler:
     """Turns one received message into a stored receipt, documents and an ACK."""
 
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(self, db: Database, settings: Settings, *, writer_process: bool = False) -> None:
+        """`writer_process`: run the transactions in a process of their own (SQLite listeners,
+        see flagging/writer.py); `close()` stops it."""
         self.db = db
         self.settings = settings
-        self._group: GroupCommit[Reply] = GroupCommit(db)
+        self._identity = Identity(settings.application_name, settings.facility_name)
+        self._group: GroupCommit[Reply] | WriterProcess[Reply]
+        if writer_process:
+            self._group = WriterProcess(settings)
+            self._group.start()
+        else:
+            self._group = GroupCommit(db)
+        # When this process's copy of the screening rules is next refreshed: only with a
+        # writer process (otherwise every transaction refreshes it, flagging.screening).
+        self._rules_due: float | None = 0.0 if writer_process else None
         self._dbapi_error: type[Exception] = db.engine.dialect.loaded_dbapi.Error
+
+    def close(self) -> None:
+        if isinstance(self._group, WriterProcess):
+            self._group.close()
 
     # Entry points -------------------------------------------------------------------------
 
@@ -116,6 +159,17 @@ class MessageHandler:
 
     # Internals ----------------------------------------------------------------------------
 
+    def _refresh_rules(self) -> None:
+        """Refresh the rules that `screen_ahead` uses, at most once a second: the writer
+        process checks their fingerprint, so a stale copy costs a second screening there,
+        never a wrong result."""
+        now = time.monotonic()
+        if self._rules_due is None or now < self._rules_due:
+            return
+        self._rules_due = now + 1.0
+        with self.db.reading() as session:
+            active_rules(Raw.on(session.connection()))
+
     def _handle(
         self,
         raw: bytes,
@@ -141,11 +195,12 @@ class MessageHandler:
         )
         if reading.rejection is None and reading.documents is not None:
             # Outside the writer lock, which every connection's messages queue for.
-            reading.accept_ack = self._reply(header, "AA", None, reading.charset).ack
+            reading.accept_ack = self._identity.reply(header, "AA", None, reading.charset).ack
+            self._refresh_rules()
             reading.screened = [screen_ahead(doc) for doc in reading.documents]
         try:
             reply = self._group.run(
-                lambda raw: self._store(raw, receipt, reading, size, replaces, sender_id)
+                _Store(self._identity, receipt, reading, size, replaces, sender_id)
             )
         except Exception as exc:
             if isinstance(exc, SQLAlchemyError | self._dbapi_error):
@@ -163,33 +218,44 @@ class MessageHandler:
             )
         return reply
 
-    def _reply(
-        self,
-        header: Header | None,
-        code: str,
-        exc: MessageRejected | None,
-        charset: str,
-        message_id: int | None = None,
+    def _record_failure(
+        self, receipt: Receipt, reading: _Reading, problem: MessageRejected
     ) -> Reply:
-        text = build_ack(
-            header,
-            code,
-            problem=exc.problem if exc else None,
-            application=self.settings.application_name,
-            facility=self.settings.facility_name,
-        )
-        return Reply(code, text.encode(charset, errors="replace"), message_id)
+        """Keep the bytes of a message that failed unexpectedly, so nothing is lost."""
+        reply = self._identity.reply(reading.header, "AR", problem, reading.charset)
+        try:
+            with self.db.writer() as raw:
+                message_id = record_message(
+                    raw,
+                    receipt,
+                    MessageOutcome.REJECTED,
+                    ack_code="AR",
+                    ack=reply.ack,
+                    problem=problem.problem,
+                )
+            return replace(reply, message_id=message_id)
+        except (SQLAlchemyError, self._dbapi_error):
+            log.error("failed message could not be recorded either")
+            return reply
 
-    def _store(
-        self,
-        raw: Raw,
-        receipt: Receipt,
-        reading: _Reading,
-        size: int | None,
-        replaces: int | None,
-        authenticated_sender: int | None,
-    ) -> Reply:
-        """Record one message and its documents (inside a group commit)."""
+
+@dataclass(frozen=True)
+class _Store:
+    """Record one message and its documents, inside a group commit's transaction.
+
+    A picklable unit of work (plain data, no connections), so the transaction may run in
+    another process (flagging.writer)."""
+
+    identity: Identity
+    receipt: Receipt
+    reading: _Reading
+    size: int | None
+    replaces: int | None
+    authenticated_sender: int | None
+
+    def __call__(self, raw: Raw) -> Reply:
+        receipt, reading, size, replaces = self.receipt, self.reading, self.size, self.replaces
+        authenticated_sender, identity = self.authenticated_sender, self.identity
         header, rejection = reading.header, reading.rejection
         sender = None
         if header is not None:
@@ -228,7 +294,7 @@ class MessageHandler:
         sender_id = sender.id if sender else None
         if rejection is not None:
             code = rejection.ack_code
-            reply = self._reply(header, code, rejection, reading.charset)
+            reply = identity.reply(header, code, rejection, reading.charset)
             outcome = MessageOutcome.QUARANTINED if code == "AE" else MessageOutcome.REJECTED
             message_id = record_message(
                 raw,
@@ -243,7 +309,7 @@ class MessageHandler:
             return replace(reply, message_id=message_id)
         if previous is not None:
             # A resend: the same answer as the first time, nothing processed again.
-            ack = previous.ack or self._reply(header, "AA", None, reading.charset).ack
+            ack = previous.ack or identity.reply(header, "AA", None, reading.charset).ack
             message_id = record_message(
                 raw,
                 receipt,
@@ -253,7 +319,7 @@ class MessageHandler:
                 sender_id=sender_id,
                 duplicate_of=previous,
             )
-            self._mark_reprocessed(raw, replaces, message_id)
+            _mark_reprocessed(raw, replaces, message_id)
             return Reply("AA", ack, message_id)
         assert reading.documents is not None
         message_id = record_message(
@@ -274,36 +340,16 @@ class MessageHandler:
                 now=receipt.received_at,
                 screened=screened,
             )
-        self._mark_reprocessed(raw, replaces, message_id)
+        _mark_reprocessed(raw, replaces, message_id)
         return Reply("AA", reading.accept_ack, message_id)
 
-    @staticmethod
-    def _mark_reprocessed(raw: Raw, replaces: int | None, message_id: int) -> None:
-        if replaces is not None:
-            raw.execute(
-                _MARK_REPROCESSED,
-                {"id": replaces, "as": message_id, "outcome": MessageOutcome.REPROCESSED.value},
-            )
 
-    def _record_failure(
-        self, receipt: Receipt, reading: _Reading, problem: MessageRejected
-    ) -> Reply:
-        """Keep the bytes of a message that failed unexpectedly, so nothing is lost."""
-        reply = self._reply(reading.header, "AR", problem, reading.charset)
-        try:
-            with self.db.writer() as raw:
-                message_id = record_message(
-                    raw,
-                    receipt,
-                    MessageOutcome.REJECTED,
-                    ack_code="AR",
-                    ack=reply.ack,
-                    problem=problem.problem,
-                )
-            return replace(reply, message_id=message_id)
-        except (SQLAlchemyError, self._dbapi_error):
-            log.error("failed message could not be recorded either")
-            return reply
+def _mark_reprocessed(raw: Raw, replaces: int | None, message_id: int) -> None:
+    if replaces is not None:
+        raw.execute(
+            _MARK_REPROCESSED,
+            {"id": replaces, "as": message_id, "outcome": MessageOutcome.REPROCESSED.value},
+        )
 
 
 def _read_header_only(raw: bytes) -> _Reading:

@@ -99,10 +99,21 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(params=["group commit", "writer process"])
+def either_handler(
+    request: pytest.FixtureRequest, db: Database, settings: Settings, sender_token: str
+) -> Iterator[MessageHandler]:
+    """A handler that runs its transactions in this process, then one with a writer process
+    (as `flagging serve` and `flagging mllp` run on SQLite)."""
+    handler = MessageHandler(db, settings, writer_process=request.param == "writer process")
+    yield handler
+    handler.close()
+
+
 @pytest.fixture
-def listener(handler: MessageHandler) -> Iterator[MLLPListener]:
-    """An MLLP listener on a free loopback port, stopped after the test."""
-    server = MLLPListener(handler, host="127.0.0.1", port=0, max_message_bytes=256 * 1024)
+def listener(either_handler: MessageHandler) -> Iterator[MLLPListener]:
+    """An MLLP listener on a free loopback port, stopped after the test (for each handler)."""
+    server = MLLPListener(either_handler, host="127.0.0.1", port=0, max_message_bytes=256 * 1024)
     server.start()
     yield server
     server.stop()

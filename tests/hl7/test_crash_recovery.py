@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -63,6 +64,26 @@ def _listener_process(settings: Settings) -> Iterator[tuple[subprocess.Popen[byt
             process.stderr.close()
 
 
+def _children(pid: int) -> list[int]:
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited
+
+
 def _message(i: int) -> bytes:
     return samples.mdm(control_id=f"K{i}", number=f"KDOC-{i}")
 
@@ -88,10 +109,17 @@ def test_acknowledged_messages_survive_sigkill_and_resends_store_each_document_o
         deadline = time.monotonic() + 60
         while len(acknowledged) < TOTAL // 3 and time.monotonic() < deadline:
             time.sleep(0.001)
+        # On SQLite, the writer process (and multiprocessing's resource tracker).
+        children = _children(process.pid)
         process.send_signal(signal.SIGKILL)
         process.wait(10)
         sender.join(30)
     assert TOTAL // 3 <= len(acknowledged) < TOTAL, "the kill did not land mid-stream"
+    assert bool(children) == settings.is_sqlite
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in children):  # each sees its input end and exits
+        assert time.monotonic() < deadline, "a child process outlived its listener"
+        time.sleep(0.05)
 
     with _listener_process(settings) as (_, port):
         with db.transaction() as session:
