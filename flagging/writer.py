@@ -61,17 +61,16 @@ class _Waiting(Generic[T]):
 class _Child:
     process: subprocess.Popen[bytes]
     units: Connection  # ours to write
-    replies: Connection  # ours to read
+    replies: Connection  # ours to read, on the reader thread
+    waiting: dict[int, _Waiting[Any]] = field(default_factory=dict)  # sent, not answered
 
 
 class WriterProcess(Generic[T]):
     """Runs units of work in a separate writer process; `run` returns after their commit."""
 
-    def __init__(self, settings: Settings, max_batch: int = 32) -> None:
+    def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._max_batch = max_batch
         self._ids = itertools.count()
-        self._waiting: dict[int, _Waiting[T]] = {}
         self._lock = threading.Lock()  # guards starting the process and sending to it
         self._child: _Child | None = None
         self._last_start = -_RESTART_AFTER
@@ -94,11 +93,11 @@ class WriterProcess(Generic[T]):
         waiting: _Waiting[T] = _Waiting()
         with self._lock:  # registered and sent together: a reader that found the process
             child = self._running()  # gone has failed everything sent to it before this
-            self._waiting[key] = waiting
+            child.waiting[key] = waiting
             try:
                 child.units.send_bytes(data)
-            except OSError as exc:
-                del self._waiting[key]
+            except OSError as exc:  # it died since; its reader fails what it held
+                del child.waiting[key]
                 raise WriterGone("the writer process is not running") from exc
         waiting.wake.acquire()
         if waiting.error is not None:
@@ -141,7 +140,7 @@ class WriterProcess(Generic[T]):
         try:
             while True:
                 for key, result, error in pickle.loads(child.replies.recv_bytes()):  # noqa: S301
-                    waiting = self._waiting.pop(key)
+                    waiting = child.waiting.pop(key)
                     waiting.result, waiting.error = result, error
                     waiting.wake.release()
         except (EOFError, OSError):
@@ -153,10 +152,10 @@ class WriterProcess(Generic[T]):
             child.replies.close()
             with contextlib.suppress(OSError):
                 child.units.close()
-            for waiting in self._waiting.values():
+            for waiting in child.waiting.values():
                 waiting.error = WriterGone("the writer process ended before it answered")
                 waiting.wake.release()
-            self._waiting.clear()
+            child.waiting.clear()
         child.process.wait()
 
     def close(self) -> None:
