@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy import func, select
 
@@ -298,17 +300,22 @@ def test_enhanced_mode_error_only_gets_a_commit_reject_for_content_errors(
     assert _msa(reply.ack)[1] == "CE"
 
 
-def test_unreachable_database_is_answered_ar_never_aa(settings: Settings) -> None:
-    unreachable = Settings(
-        env="test",
-        database_url="postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2",
-        secret_key="x",
-    )
-    broken = MessageHandler(Database(unreachable), unreachable)
-    reply = broken.handle(samples.mdm(), transport="mllp")
-    assert reply.code == "AR"
-    assert _msa(reply.ack)[1] == "AR"
-    assert "207" in _err(reply.ack)[1]
+@pytest.mark.parametrize("writer_process", [False, True], ids=["group commit", "writer process"])
+@pytest.mark.parametrize("url", ["postgresql+psycopg://nobody@127.0.0.1:1/none", "sqlite:///{dir}"])
+def test_unreachable_database_is_answered_ar_never_aa(
+    url: str, writer_process: bool, tmp_path: Path
+) -> None:
+    # A server nobody listens on; a SQLite "database" that is a folder.
+    unreachable = Settings(env="test", database_url=url.format(dir=tmp_path), secret_key="x")
+    broken = MessageHandler(Database(unreachable), unreachable, writer_process=writer_process)
+    try:
+        for _ in range(2):  # and again: a failure leaves the handler usable
+            reply = broken.handle(samples.mdm(), transport="mllp")
+            assert reply.code == "AR"
+            assert _msa(reply.ack)[1] == "AR"
+            assert "207" in _err(reply.ack)[1]
+    finally:
+        broken.close()
 
 
 def test_database_failure_at_commit_is_answered_ar(
