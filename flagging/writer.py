@@ -194,6 +194,10 @@ def serve(units: Connection, replies: Connection, max_batch: int = 32) -> None:
                 outcomes = run_batch(db, [work for _, work in jobs], integrity_error)
             except Exception as exc:  # the commit failed: nothing in the batch was stored
                 outcomes = [(None, exc)] * len(jobs)
+            # The traceback is only here (the listener gets the error alone); a failed commit
+            # is the same error for every unit.
+            for error in {id(e): e for _, e in outcomes if e is not None}.values():
+                log.error("a unit failed in the writer process", exc_info=error)
             answers = [
                 (key, result, _picklable(error))
                 for (key, _), (result, error) in zip(jobs, outcomes, strict=True)

@@ -79,7 +79,7 @@ def test_units_run_in_another_process_and_are_committed_when_run_returns(
 
 
 def test_a_failing_unit_fails_alone_with_its_own_error(
-    writer: WriterProcess[object], db: Database
+    writer: WriterProcess[object], db: Database, capfd: pytest.CaptureFixture[str]
 ) -> None:
     results: dict[str, object] = {}
 
@@ -107,6 +107,10 @@ def test_a_failing_unit_fails_alone_with_its_own_error(
     assert isinstance(results["unpicklable"], WriterGone)
     assert "Unpicklable" in str(results["unpicklable"])
     assert _codes(db) == ["A81001", "A81002"]
+    # The writer logs what only it saw: where the unit failed.
+    logged = capfd.readouterr().err
+    assert "a unit failed in the writer process" in logged
+    assert 'raise ValueError("refused")' in logged
 
 
 def test_a_killed_writer_fails_the_units_it_held_and_the_next_unit_starts_another(
