@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json as stdlib_json
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
 from flask import Blueprint, Response, current_app, json, request, url_for
 from marshmallow import ValidationError
+from sqlalchemy.orm import Session
 
 from api.context import database
 from api.fhir import FHIR_JSON, document_reference
@@ -75,9 +78,20 @@ def no_store(response: Response) -> Response:
     return response
 
 
-def _version_arg() -> int | None:
+@contextmanager
+def _practice_document(
+    ods_code: str, document_id: int
+) -> Iterator[tuple[Session, gp.PracticeAccess, gp.DocumentView]]:
+    """The document (at `?version=`, else its latest) as the bearer token's practice may see
+    it, in one read-only session: 401 or 404 otherwise."""
     args = cast(dict[str, Any], _version_query.load(request.args, unknown="exclude"))
-    return cast(int | None, args.get("version"))
+    with database().reading() as session:
+        access = gp.authorize(session, _bearer_token(), ods_code)
+        yield (
+            session,
+            access,
+            gp.practice_document(session, access, document_id, args.get("version")),
+        )
 
 
 def _links(ods_code: str, document_id: int, has_content: bool) -> dict[str, str | None]:
@@ -107,10 +121,7 @@ def feed(ods_code: str) -> Response:
 @bp.get("/practices/<ods_code>/documents/<int:document_id>")
 def document(ods_code: str, document_id: int) -> Response:
     """The document's metadata and its current visibility."""
-    version_number = _version_arg()
-    with database().reading() as session:
-        access = gp.authorize(session, _bearer_token(), ods_code)
-        view = gp.practice_document(session, access, document_id, version_number)
+    with _practice_document(ods_code, document_id) as (_, access, view):
         data = _document_data(access, view)
     return _json(_document.dump(data))
 
@@ -165,11 +176,8 @@ def _document_data(access: gp.PracticeAccess, view: gp.DocumentView) -> dict[str
 @bp.get("/practices/<ods_code>/documents/<int:document_id>/hl7v2")
 def document_hl7(ods_code: str, document_id: int) -> Response:
     """The original HL7 v2 message with the ZFL flag segment, addressed to the practice."""
-    version_number = _version_arg()
     annotate = cast("AnnotateFunction | None", current_app.extensions["flagging.annotate"])
-    with database().reading() as session:
-        access = gp.authorize(session, _bearer_token(), ods_code)
-        view = gp.practice_document(session, access, document_id, version_number)
+    with _practice_document(ods_code, document_id) as (session, access, view):
         if annotate is None:
             return problem(503, "Service Unavailable", "HL7 v2 output is not enabled here")
         raw, annotation = gp.annotation_input(session, access, view, uuid.uuid4().hex[:20])
@@ -179,10 +187,7 @@ def document_hl7(ods_code: str, document_id: int) -> Response:
 @bp.get("/practices/<ods_code>/documents/<int:document_id>/fhir")
 def document_fhir(ods_code: str, document_id: int) -> Response:
     """The FHIR R4 DocumentReference, labelled R + NOPAT while pending or withheld."""
-    version_number = _version_arg()
-    with database().reading() as session:
-        access = gp.authorize(session, _bearer_token(), ods_code)
-        view = gp.practice_document(session, access, document_id, version_number)
+    with _practice_document(ods_code, document_id) as (_, access, view):
         content_url = url_for(
             "gp.document_content",
             ods_code=access.ods_code,
@@ -197,10 +202,7 @@ def document_fhir(ods_code: str, document_id: int) -> Response:
 @bp.get("/practices/<ods_code>/documents/<int:document_id>/content")
 def document_content(ods_code: str, document_id: int) -> Response:
     """The rendition itself: text, PDF, or whatever the hospital sent, with its media type."""
-    version_number = _version_arg()
-    with database().reading() as session:
-        access = gp.authorize(session, _bearer_token(), ods_code)
-        view = gp.practice_document(session, access, document_id, version_number)
+    with _practice_document(ods_code, document_id) as (_, _, view):
         source = view.content_version
         if source is None or source.content is None:
             return problem(404, "Not Found", f"document {document_id} has no content")
