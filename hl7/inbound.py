@@ -1,8 +1,9 @@
 """The inbound pipeline: one message in, its savepoint in a commit, then its acknowledgement.
 
 Used by the MLLP listener and (through the composition root) by HTTP ingest. Messages that
-arrive together on different connections share one commit (flagging.db.GroupCommit), each in
-its own savepoint, so one message's failure never touches another's. The rules:
+arrive together on different connections share one commit (flagging.db.GroupCommit, or on
+SQLite listeners flagging.writer's process), each in its own savepoint, so one message's
+failure never touches another's. The rules:
 - AA is built only for a message whose receipt and documents are in the transaction, and is
   handed back only after that transaction committed;
 - every frame is recorded with its outcome, except when the database itself is unreachable,
