@@ -9,12 +9,13 @@ each test, which a savepoint could not give across threads and processes.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
-from sqlalchemy import text
+from sqlalchemy import create_engine, make_url, text
 
 from config import Settings, load_settings
 from flagging import organisations, passwords
@@ -26,11 +27,26 @@ from hl7.listener import MLLPListener
 from tests import samples
 
 
-def _database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = os.environ.get("FLAGGING_TEST_DATABASE_URL", "")
-    if url:
-        return url
-    return f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """SQLite in a temporary folder; on PostgreSQL (FLAGGING_TEST_DATABASE_URL) a database of
+    this run's own, created on that server and dropped at the end, so that two runs on one
+    server never collide."""
+    server = os.environ.get("FLAGGING_TEST_DATABASE_URL", "")
+    if not server:
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
+        return
+    url = make_url(server).set(drivername="postgresql+psycopg")
+    name = f"flagging_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 @pytest.fixture(autouse=True)
@@ -43,13 +59,13 @@ def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="session")
-def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def settings(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> Settings:
     instance = tmp_path_factory.mktemp("instance")
     return load_settings(
         {
             "FLAGGING_ENV": "test",
             "FLAGGING_INSTANCE_PATH": str(instance),
-            "FLAGGING_DATABASE_URL": _database_url(tmp_path_factory),
+            "FLAGGING_DATABASE_URL": database_url,
             "FLAGGING_SECRET_KEY": "test-secret",
             "FLAGGING_MAX_MESSAGE_BYTES": str(256 * 1024),
         }
@@ -59,10 +75,6 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 @pytest.fixture(scope="session")
 def migrated_db(settings: Settings) -> Iterator[Database]:
     db = Database(settings)
-    with db.engine.begin() as conn:
-        # Start from nothing, so a run after a failed one sees the migrations as they are.
-        metadata.drop_all(conn)
-        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
     upgrade(db.engine)
     yield db
     db.dispose()
