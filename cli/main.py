@@ -150,6 +150,33 @@ def cmd_senders_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_senders_token(args: argparse.Namespace) -> int:
+    """Issue another HTTP bearer token for a sender; its other tokens stay valid."""
+    with _services().db.transaction() as session:
+        issued = organisations.issue_sender_token(
+            session, args.ods_code, application=args.application, name=args.name, now=utcnow()
+        )
+    print(f"sender token {issued.id} issued for {issued.sender}")
+    print(f"HTTP bearer token (shown once, keep it safe): {issued.token}")
+    return 0
+
+
+def cmd_senders_tokens(args: argparse.Namespace) -> int:
+    with _services().db.transaction() as session:
+        rows = [output.sender_token(t) for t in organisations.list_sender_tokens(session)]
+    output.table(
+        rows, ["id", "sender", "name", "created_at", "last_used_at", "revoked_at"], args.json
+    )
+    return 0
+
+
+def cmd_senders_revoke_token(args: argparse.Namespace) -> int:
+    with _services().db.transaction() as session:
+        token = organisations.revoke_sender_token(session, args.id, now=utcnow())
+    print(f"sender token {token.id} revoked")
+    return 0
+
+
 def cmd_practices_add(args: argparse.Namespace) -> int:
     with _services().db.transaction() as session:
         practice = organisations.add_practice(session, args.ods_code, args.name or "")
@@ -491,6 +518,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--application", default="", help="MSH-3, when one trust has several")
     p = command(senders, "list", cmd_senders_list, "list senders")
     p.add_argument("--json", action="store_true")
+    p = command(senders, "token", cmd_senders_token, "issue another HTTP bearer token")
+    p.add_argument("ods_code")
+    p.add_argument("--application", default="", help="MSH-3, when registered with one")
+    p.add_argument("--name", default="", help="whose it is (an integration engine, an EPR)")
+    p = command(senders, "tokens", cmd_senders_tokens, "list sender tokens and their last use")
+    p.add_argument("--json", action="store_true")
+    p = command(senders, "revoke-token", cmd_senders_revoke_token, "revoke a sender token")
+    p.add_argument("id", type=int)
 
     practices = group("practices", "GP practices documents go to")
     p = command(practices, "add", cmd_practices_add, "register a practice by ODS code")

@@ -51,9 +51,10 @@ def decision(sender: str, number: str) -> Response:
             422, "Unprocessable Content", "the decision is not valid", errors=exc.messages
         )
     with database().transaction() as session:
-        owner = sender_by_token(session, token.strip())
-        if owner is None:
+        credential = sender_by_token(session, token.strip())
+        if credential is None:
             return _unauthorised()
+        owner = credential.sender
         if owner.ods_code != sender.strip().upper():
             return problem(
                 403, "Forbidden", f"this token belongs to sender {owner.ods_code}, not {sender}"

@@ -47,8 +47,8 @@ def receive_message() -> Response:
     """Receive one HL7 v2 message from a registered sender and answer with its ACK."""
     token = _bearer_token()
     with database().transaction() as session:
-        sender = sender_by_token(session, token) if token else None
-        sender_id = sender.id if sender else None
+        credential = sender_by_token(session, token)
+        sender_id = credential.sender.id if credential else None
     if sender_id is None:
         response = problem(401, "Unauthorized", "a valid sender bearer token is required")
         response.headers["WWW-Authenticate"] = 'Bearer realm="hl7"'

@@ -21,13 +21,28 @@ class Sender(Base):
     # Empty means "any MSH-3": NULLs would not be unique on either database.
     application: Mapped[str] = mapped_column(String(180), default="")
     name: Mapped[str] = mapped_column(String(200))
-    # SHA-256 of the HTTP bearer token; the token itself is shown once and never stored.
-    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     # Minutes a document stays pending before it is released if nobody decided (0 allowed).
     review_window_minutes: Mapped[int] = mapped_column(Integer, default=24 * 60)
     # What TXA-18 = V (very restricted) means for this sender: "withheld" or "pending".
     txa18_v_policy: Mapped[str] = mapped_column(String(10), default="pending")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class SenderToken(Base):
+    """A sender's HTTP bearer token (stored hashed). A sender may hold several at once while a
+    trust changes over from one to the next; a revoked token is refused from its next use."""
+
+    __tablename__ = "sender_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sender_id: Mapped[int] = mapped_column(ForeignKey("senders.id"), index=True)
+    # SHA-256 of the token; the token itself is shown once and never stored.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Updated at most once a minute, so a busy sender does not turn every request into a write.
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class ReviewWindow(Base):
