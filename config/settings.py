@@ -60,6 +60,25 @@ class Settings:
         return self.database_url.startswith("sqlite")
 
 
+MIN_SECRET_KEY_BITS = 256  # 32 random bytes
+_HEX = frozenset("0123456789abcdefABCDEF")
+_BASE64 = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_=")
+
+
+def secret_key_bits(key: str) -> int:
+    """At most how many random bits `key` can hold: 4 a character for hex, 6 for base64, 8
+    otherwise; and a key of few distinct characters ('aaaa...', a word repeated) counts as
+    the bits of those few."""
+    chars = set(key)
+    hex_only = chars <= _HEX
+    per_char = 4 if hex_only else 6 if chars <= _BASE64 else 8
+    # A random key of 32 bytes shows (all but certainly) at least 10 of the 16 hex digits,
+    # or 16 distinct characters of a larger alphabet.
+    if len(chars) < (10 if hex_only else 16):
+        return len(chars) * per_char
+    return len(key) * per_char
+
+
 def _int(value: str, name: str) -> int:
     try:
         return int(value)
@@ -110,6 +129,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         if env == "production":
             raise ConfigError("FLAGGING_SECRET_KEY is required in production")
         secret_key = _instance_secret(instance)
+    elif env == "production" and secret_key_bits(secret_key) < MIN_SECRET_KEY_BITS:
+        raise ConfigError(
+            "FLAGGING_SECRET_KEY is too weak for production: it signs every session, so it "
+            "needs at least 32 random bytes (make one with: python3 -c "
+            "'import secrets; print(secrets.token_hex(32))')"
+        )
 
     tls_cert, tls_key = get("FLAGGING_MLLP_TLS_CERT"), get("FLAGGING_MLLP_TLS_KEY")
     if bool(tls_cert) != bool(tls_key):

@@ -27,6 +27,13 @@ from flagging.visibility import Actor, decide_visibility
 bp = Blueprint("hospital", __name__, url_prefix="/hospital/v1")
 
 
+@bp.after_request
+def no_store(response: Response) -> Response:
+    # Answers name patients' documents and decisions: no shared cache may keep them.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def _unauthorised() -> Response:
     response = problem(401, "Unauthorized", "the sender's bearer token is required")
     response.headers["WWW-Authenticate"] = 'Bearer realm="hospital"'

@@ -16,6 +16,14 @@ from flagging.organisations import sender_by_token
 
 bp = Blueprint("ingest", __name__)
 
+
+@bp.after_request
+def no_store(response: Response) -> Response:
+    # An ACK echoes message content (MSA, ERR-8): no shared cache may keep it.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 # Media types that carry ER7 text. Plain text is accepted because that is what many
 # integration engines send.
 HL7_MEDIA_TYPES = frozenset(

@@ -5,7 +5,7 @@ from flagging.models.documents import Document, DocumentStatus, DocumentVersion,
 from flagging.models.feed import EventType, FeedEvent, GPToken, GPTokenPractice
 from flagging.models.messages import InboundMessage, MessageOutcome
 from flagging.models.organisations import Practice, ReviewWindow, Sender, SenderToken
-from flagging.models.users import Role, User
+from flagging.models.users import Role, SignInAddress, User
 from flagging.models.visibility import (
     REASON_LABELS,
     Decision,
@@ -37,6 +37,7 @@ __all__ = [
     "ScreeningRule",
     "Sender",
     "SenderToken",
+    "SignInAddress",
     "Source",
     "User",
     "VersionChange",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import secrets
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ import pytest
 from config import ConfigError, Settings, load_settings
 
 MIB = 1024 * 1024
+STRONG_KEY = "9f1c2e7ab4d05863c7e1f2a9b0d4e6c8a1f3b5d7e9c2a4f6b8d0e1c3a5f7b9d2"  # 32 bytes, hex
 
 
 @pytest.fixture
@@ -57,7 +60,7 @@ def test_every_flagging_variable_is_mapped(tmp_path: Path) -> None:
             "FLAGGING_ENV": "production",
             "FLAGGING_INSTANCE_PATH": str(tmp_path / "inst"),
             "FLAGGING_DATABASE_URL": "postgresql+psycopg://u:p@db/flagging",
-            "FLAGGING_SECRET_KEY": " s3cret ",
+            "FLAGGING_SECRET_KEY": f" {STRONG_KEY} ",
             "FLAGGING_HTTP_HOST": "192.0.2.10",
             "FLAGGING_HTTP_PORT": "8080",
             "FLAGGING_MLLP_HOST": "10.0.0.5",
@@ -79,7 +82,7 @@ def test_every_flagging_variable_is_mapped(tmp_path: Path) -> None:
         env="production",
         instance_path=(tmp_path / "inst").resolve(),
         database_url="postgresql+psycopg://u:p@db/flagging",
-        secret_key="s3cret",
+        secret_key=STRONG_KEY,
         http_host="192.0.2.10",
         http_port=8080,
         mllp_host="10.0.0.5",
@@ -222,3 +225,33 @@ def test_settings_are_frozen(base: dict[str, str]) -> None:
 
     with pytest.raises(AttributeError):
         settings.http_port = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "s3cret",
+        "change-me-in-production",
+        "a" * 200,
+        "password" * 10,
+        "0123456789abcdef" * 2,  # 16 distinct hex characters, but only 128 bits
+    ],
+)
+def test_production_refuses_a_secret_key_of_fewer_than_32_random_bytes(
+    base: dict[str, str], key: str
+) -> None:
+    with pytest.raises(ConfigError, match="32 random bytes"):
+        load_settings({**base, "FLAGGING_ENV": "production", "FLAGGING_SECRET_KEY": key})
+
+
+@pytest.mark.parametrize("make", [lambda: secrets.token_hex(32), lambda: secrets.token_urlsafe(32)])
+def test_production_accepts_a_secret_key_of_32_random_bytes(
+    base: dict[str, str], make: Callable[[], str]
+) -> None:
+    key = make()
+    settings = load_settings({**base, "FLAGGING_ENV": "production", "FLAGGING_SECRET_KEY": key})
+    assert settings.secret_key == key
+
+
+def test_development_keeps_accepting_a_short_secret_key(base: dict[str, str]) -> None:
+    assert load_settings({**base, "FLAGGING_SECRET_KEY": "s3cret"}).secret_key == "s3cret"
