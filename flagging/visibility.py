@@ -28,11 +28,14 @@ from flagging.models import (
 
 @dataclass(frozen=True)
 class Actor:
-    """Who decided: a signed-in user, a hospital system, or the service itself."""
+    """Who decided: a signed-in user, a hospital system, or the service itself. A decision
+    from a hospital's EPR names the clinician and also the sender and token that asserted it."""
 
     code: str = ""
     name: str = ""
     user_id: int | None = None
+    sender_id: int | None = None
+    sender_token_id: int | None = None
 
 
 SYSTEM = Actor(code="", name="flagging service")
@@ -74,6 +77,8 @@ def _apply(
         withhold_until=withhold_until,
         source=source.value,
         user_id=actor.user_id,
+        sender_id=actor.sender_id,
+        sender_token_id=actor.sender_token_id,
         decided_by_code=actor.code[:100],
         decided_by_name=actor.name[:200],
         decided_at=decided_at or now,

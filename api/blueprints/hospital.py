@@ -80,7 +80,12 @@ def decision(sender: str, number: str) -> Response:
             session,
             document_id=document.id,
             visibility=Visibility.WITHHELD if withheld else Visibility.VISIBLE,
-            actor=Actor(code=clinician["code"], name=clinician.get("name", "")),
+            actor=Actor(
+                code=clinician["code"],
+                name=clinician.get("name", ""),
+                sender_id=owner.id,
+                sender_token_id=credential.token_id,
+            ),
             reason=data.get("reason", ""),
             note=data.get("note", ""),
             withhold_until=data.get("withhold_until"),
