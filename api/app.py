@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import re
+import time
+import uuid
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from flask import Flask
+from flask import Flask, g, request
 from werkzeug.routing import IntegerConverter, Map
 from werkzeug.wrappers import Response
 
-from config import Settings, load_settings
+from config import Settings, load_settings, logs
 from flagging.db import Database
 
 if TYPE_CHECKING:
@@ -48,6 +52,45 @@ def _api_headers(response: Response) -> Response:
     return response
 
 
+access_log = logging.getLogger("flagging.access")
+# A request id from the proxy in front is kept when it looks like one; otherwise we make one.
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def _start_request() -> None:
+    sent = request.headers.get("X-Request-ID", "")
+    rid = sent if _REQUEST_ID.match(sent) else uuid.uuid4().hex
+    g.request_id_token = logs.request_id.set(rid)
+    g.request_started = time.perf_counter()
+
+
+def _access_log(response: Response) -> Response:
+    """One line a request: method, path, status and time, never the query string (patient
+    filters travel in it) nor any header or body."""
+    response.headers["X-Request-ID"] = logs.request_id.get()
+    took = (time.perf_counter() - g.get("request_started", time.perf_counter())) * 1000
+    access_log.info(
+        "%s %s %s %.1fms",
+        request.method,
+        request.path,
+        response.status_code,
+        took,
+        extra={
+            "method": request.method,
+            "path": request.path,
+            "status": response.status_code,
+            "duration_ms": round(took, 1),
+        },
+    )
+    return response
+
+
+def _end_request(_exc: BaseException | None) -> None:
+    token = g.pop("request_id_token", None)
+    if token is not None:
+        logs.request_id.reset(token)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -79,6 +122,9 @@ def create_app(
     # Before any blueprint: every <int:...> in a URL is then bounded like the ids it names.
     app.url_map.converters["int"] = DatabaseIntConverter
     app.after_request(_api_headers)
+    app.before_request(_start_request)
+    app.after_request(_access_log)
+    app.teardown_request(_end_request)
 
     from api.blueprints import admin, clinician, health, hospital, login
     from api.blueprints import gp as gp_blueprint

@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from cli import demo, gp_poll, output, scheduler
 from cli.wiring import Services, build, mllp_listener, web_app
 from config import ConfigError, load_settings
+from config.logs import configure_logging
 from flagging import documents as documents_uc
 from flagging import gp, organisations, screening, users
 from flagging import messages as messages_uc
@@ -49,9 +50,9 @@ def _services(*, ingest: bool = False) -> Services:
 
 
 def _long_running(*, ingest: bool = False) -> Services:
-    """The wiring of a server process, whose log level is FLAGGING_LOG_LEVEL."""
+    """The wiring of a server process, logging at FLAGGING_LOG_LEVEL in FLAGGING_LOG_FORMAT."""
     services = _services(ingest=ingest)
-    logging.getLogger().setLevel(services.settings.log_level)
+    configure_logging(services.settings.log_level, services.settings.log_format)
     return services
 
 
@@ -637,12 +638,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.command in ("serve", "mllp", "scheduler") else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
-    # APScheduler logs every job run at INFO; our jobs log what they did themselves.
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # (APScheduler, which logs every job run at INFO, is held at WARNING: our jobs log what
+    # they did themselves.)
+    configure_logging("INFO" if args.command in ("serve", "mllp", "scheduler") else "WARNING")
     try:
         result: int = args.func(args)
     except (CommandError, ConfigError, FlaggingError, HL7Error) as exc:

@@ -44,6 +44,8 @@ class Settings:
     application_name: str = "FLAGGING"
     facility_name: str = "FLAGGING"
     log_level: str = "INFO"
+    # "text", or "json" (one object a line, with the request id) for a log collector.
+    log_format: str = "text"
     # Single sign-on in a reverse proxy: the request header that names the signed-in user
     # (e.g. X-Remote-User). Empty (the default) turns the mode off. Only for a proxy that
     # strips the header from what clients send.
@@ -153,6 +155,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if max_bytes < 1024:
         raise ConfigError("FLAGGING_MAX_MESSAGE_BYTES must be at least 1024")
 
+    log_format = get("FLAGGING_LOG_FORMAT", "text").lower()
+    if log_format not in ("text", "json"):
+        raise ConfigError(f"FLAGGING_LOG_FORMAT must be text or json, not {log_format!r}")
+
     return Settings(
         env=env,
         instance_path=instance,
@@ -176,6 +182,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         application_name=get("FLAGGING_APPLICATION_NAME", "FLAGGING"),
         facility_name=get("FLAGGING_FACILITY_NAME", "FLAGGING"),
         log_level=get("FLAGGING_LOG_LEVEL", "INFO").upper(),
+        log_format=log_format,
         trusted_user_header=get("FLAGGING_TRUSTED_USER_HEADER"),
         session_hours=_int(get("FLAGGING_SESSION_HOURS", "8"), "FLAGGING_SESSION_HOURS"),
     )

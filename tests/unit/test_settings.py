@@ -255,3 +255,10 @@ def test_production_accepts_a_secret_key_of_32_random_bytes(
 
 def test_development_keeps_accepting_a_short_secret_key(base: dict[str, str]) -> None:
     assert load_settings({**base, "FLAGGING_SECRET_KEY": "s3cret"}).secret_key == "s3cret"
+
+
+def test_log_format_is_text_or_json(base: dict[str, str]) -> None:
+    assert load_settings(base).log_format == "text"
+    assert load_settings({**base, "FLAGGING_LOG_FORMAT": "JSON"}).log_format == "json"
+    with pytest.raises(ConfigError, match="FLAGGING_LOG_FORMAT"):
+        load_settings({**base, "FLAGGING_LOG_FORMAT": "xml"})
