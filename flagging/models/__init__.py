@@ -4,7 +4,7 @@ from flagging.models.base import Base, metadata
 from flagging.models.documents import Document, DocumentStatus, DocumentVersion, VersionChange
 from flagging.models.feed import EventType, FeedEvent, GPToken, GPTokenPractice
 from flagging.models.messages import InboundMessage, MessageOutcome
-from flagging.models.organisations import Practice, ReviewWindow, Sender
+from flagging.models.organisations import Practice, ReviewWindow, Sender, SenderBinding
 from flagging.models.users import Role, User
 from flagging.models.visibility import (
     REASON_LABELS,
@@ -36,6 +36,7 @@ __all__ = [
     "ScreeningHit",
     "ScreeningRule",
     "Sender",
+    "SenderBinding",
     "Source",
     "User",
     "VersionChange",
