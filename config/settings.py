@@ -34,6 +34,15 @@ class Settings:
     mllp_idle_timeout: float = 300.0
     mllp_tls_cert: str = ""
     mllp_tls_key: str = ""
+    # A CA file: when set, the listener requires each client to present a certificate it
+    # signed (mutual TLS), which senders can then be bound to (flagging senders set).
+    mllp_tls_client_ca: str = ""
+    # The MLLP push to practices that use TLS (flagging practices set --push-tls): the CAs
+    # their servers' certificates are checked against (empty: the system's), and our own
+    # client certificate and key, for practices that require mutual TLS.
+    push_tls_ca: str = ""
+    push_tls_cert: str = ""
+    push_tls_key: str = ""
     max_message_bytes: int = 16 * MIB
     # Used when MSH-18 is empty and the bytes are not valid UTF-8 (many UK feeds send
     # Windows-1252 without saying so).
@@ -142,6 +151,16 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if bool(tls_cert) != bool(tls_key):
         raise ConfigError("FLAGGING_MLLP_TLS_CERT and FLAGGING_MLLP_TLS_KEY must be set together")
 
+    client_ca = get("FLAGGING_MLLP_TLS_CLIENT_CA")
+    if client_ca and not tls_cert:
+        raise ConfigError(
+            "FLAGGING_MLLP_TLS_CLIENT_CA needs TLS on the listener: set FLAGGING_MLLP_TLS_CERT "
+            "and FLAGGING_MLLP_TLS_KEY too"
+        )
+    push_cert, push_key = get("FLAGGING_PUSH_TLS_CERT"), get("FLAGGING_PUSH_TLS_KEY")
+    if bool(push_cert) != bool(push_key):
+        raise ConfigError("FLAGGING_PUSH_TLS_CERT and FLAGGING_PUSH_TLS_KEY must be set together")
+
     processing_ids = tuple(
         p.strip().upper() for p in get("FLAGGING_PROCESSING_IDS", "P,T,D").split(",") if p.strip()
     )
@@ -176,6 +195,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         mllp_tls_cert=tls_cert,
         mllp_tls_key=tls_key,
+        mllp_tls_client_ca=client_ca,
+        push_tls_ca=get("FLAGGING_PUSH_TLS_CA"),
+        push_tls_cert=push_cert,
+        push_tls_key=push_key,
         max_message_bytes=max_bytes,
         fallback_charset=fallback,
         processing_ids=processing_ids,

@@ -4,7 +4,13 @@ from flagging.models.base import Base, metadata
 from flagging.models.documents import Document, DocumentStatus, DocumentVersion, VersionChange
 from flagging.models.feed import EventType, FeedEvent, GPToken, GPTokenPractice
 from flagging.models.messages import InboundMessage, MessageOutcome
-from flagging.models.organisations import Practice, ReviewWindow, Sender, SenderToken
+from flagging.models.organisations import (
+    Practice,
+    ReviewWindow,
+    Sender,
+    SenderBinding,
+    SenderToken,
+)
 from flagging.models.users import Role, SignInAddress, User
 from flagging.models.visibility import (
     REASON_LABELS,
@@ -36,6 +42,7 @@ __all__ = [
     "ScreeningHit",
     "ScreeningRule",
     "Sender",
+    "SenderBinding",
     "SenderToken",
     "SignInAddress",
     "Source",

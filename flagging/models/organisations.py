@@ -43,6 +43,21 @@ class SenderToken(Base):
     # Updated at most once a minute, so a busy sender does not turn every request into a write.
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+class SenderBinding(Base):
+    """How a sender proves itself on MLLP: a network it connects from, or a client certificate.
+
+    MSH-4 is only a claim; a connection speaks for the senders bound to it (flagging/bindings.py).
+    `kind` is "network" (a CIDR, IPv4 or IPv6) or "certificate" (a SHA-256 fingerprint of the
+    certificate, 64 hex digits, or a subject such as "CN=ra7-epr,O=Example Trust")."""
+
+    __tablename__ = "sender_bindings"
+    __table_args__ = (UniqueConstraint("sender_id", "kind", "value"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sender_id: Mapped[int] = mapped_column(ForeignKey("senders.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(12))
+    value: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class ReviewWindow(Base):
@@ -75,6 +90,8 @@ class Practice(Base):
     # Optional MLLP push of the feed to the practice's system.
     push_host: Mapped[str] = mapped_column(String(200), default="")
     push_port: Mapped[int] = mapped_column(Integer, default=0)
+    # Push over TLS (with our client certificate when FLAGGING_PUSH_TLS_CERT is set).
+    push_tls: Mapped[bool] = mapped_column(default=False)
     push_seq: Mapped[int] = mapped_column(Integer, default=0)  # last event delivered
     push_failures: Mapped[int] = mapped_column(Integer, default=0)
     push_error: Mapped[str] = mapped_column(String(500), default="")

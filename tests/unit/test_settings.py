@@ -69,6 +69,10 @@ def test_every_flagging_variable_is_mapped(tmp_path: Path) -> None:
             "FLAGGING_MLLP_IDLE_TIMEOUT": "12.5",
             "FLAGGING_MLLP_TLS_CERT": "/etc/tls/cert.pem",
             "FLAGGING_MLLP_TLS_KEY": "/etc/tls/key.pem",
+            "FLAGGING_MLLP_TLS_CLIENT_CA": "/etc/tls/senders-ca.pem",
+            "FLAGGING_PUSH_TLS_CA": "/etc/tls/practices-ca.pem",
+            "FLAGGING_PUSH_TLS_CERT": "/etc/tls/push-cert.pem",
+            "FLAGGING_PUSH_TLS_KEY": "/etc/tls/push-key.pem",
             "FLAGGING_MAX_MESSAGE_BYTES": "2048",
             "FLAGGING_FALLBACK_CHARSET": "iso8859-1",
             "FLAGGING_PROCESSING_IDS": "p, t",
@@ -91,6 +95,10 @@ def test_every_flagging_variable_is_mapped(tmp_path: Path) -> None:
         mllp_idle_timeout=12.5,
         mllp_tls_cert="/etc/tls/cert.pem",
         mllp_tls_key="/etc/tls/key.pem",
+        mllp_tls_client_ca="/etc/tls/senders-ca.pem",
+        push_tls_ca="/etc/tls/practices-ca.pem",
+        push_tls_cert="/etc/tls/push-cert.pem",
+        push_tls_key="/etc/tls/push-key.pem",
         max_message_bytes=2048,
         fallback_charset="iso8859-1",
         processing_ids=("P", "T"),
@@ -168,6 +176,16 @@ def test_tls_certificate_and_key_must_come_together(
 ) -> None:
     with pytest.raises(ConfigError, match="FLAGGING_MLLP_TLS"):
         load_settings({**base, "FLAGGING_MLLP_TLS_CERT": cert, "FLAGGING_MLLP_TLS_KEY": key})
+
+
+def test_a_client_ca_without_tls_on_the_listener_is_refused(base: dict[str, str]) -> None:
+    with pytest.raises(ConfigError, match="FLAGGING_MLLP_TLS_CLIENT_CA needs TLS"):
+        load_settings({**base, "FLAGGING_MLLP_TLS_CLIENT_CA": "/etc/tls/ca.pem"})
+
+
+def test_push_client_certificate_and_key_must_come_together(base: dict[str, str]) -> None:
+    with pytest.raises(ConfigError, match="FLAGGING_PUSH_TLS_CERT and FLAGGING_PUSH_TLS_KEY"):
+        load_settings({**base, "FLAGGING_PUSH_TLS_CERT": "/etc/tls/push.pem"})
 
 
 def test_config_file_is_read(base: dict[str, str], tmp_path: Path) -> None:
