@@ -43,6 +43,8 @@ class SenderToken(Base):
     # Updated at most once a minute, so a busy sender does not turn every request into a write.
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
 class SenderBinding(Base):
     """How a sender proves itself on MLLP: a network it connects from, or a client certificate.
 

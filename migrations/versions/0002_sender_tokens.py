@@ -1,6 +1,6 @@
 """sender tokens: several HTTP bearer tokens per sender, each revocable
 
-Revision ID: 0002_sender_tokens
+Revision ID: 0002
 Revises: 0001
 Create Date: 2026-12-03 08:50:00
 """
@@ -13,7 +13,7 @@ from alembic import op
 
 import flagging.models.base
 
-revision: str = "0002_sender_tokens"
+revision: str = "0002"
 down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

@@ -1,7 +1,7 @@
 """users' session generation (sessions end on the server), failed sign-ins per address
 
-Revision ID: 0003_sessions_and_sign_in_addresses
-Revises: 0002_sender_tokens
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-12-03 09:15:00
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import flagging.models.base
 
-revision: str = "0003_sessions_and_sign_in_addresses"
-down_revision: str | None = "0002_sender_tokens"
+revision: str = "0003"
+down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

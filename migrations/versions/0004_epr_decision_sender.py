@@ -1,7 +1,7 @@
 """decisions name the sender and token of an EPR that recorded them
 
-Revision ID: 0004_epr_decision_sender
-Revises: 0003_sessions_and_sign_in_addresses
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-03 09:30:00
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004_epr_decision_sender"
-down_revision: str | None = "0003_sessions_and_sign_in_addresses"
+revision: str = "0004"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """sender bindings (MLLP networks and client certificates), push over TLS
 
-Revision ID: 0002_sender_bindings
-Revises: 0004_epr_decision_sender
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-03 08:40:00
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import flagging.models.base
 
-revision: str = "0002_sender_bindings"
-down_revision: str | None = "0004_epr_decision_sender"
+revision: str = "0005"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
