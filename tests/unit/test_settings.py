@@ -222,3 +222,16 @@ def test_settings_are_frozen(base: dict[str, str]) -> None:
 
     with pytest.raises(AttributeError):
         settings.http_port = 1  # type: ignore[misc]
+
+
+def test_production_accepts_processing_id_p_only_unless_the_operator_lists_more(
+    base: dict[str, str],
+) -> None:
+    production = {**base, "FLAGGING_ENV": "production", "FLAGGING_SECRET_KEY": "k" * 32}
+
+    assert load_settings(production).processing_ids == ("P",)
+    assert load_settings({**production, "FLAGGING_PROCESSING_IDS": "P,T"}).processing_ids == (
+        "P",
+        "T",
+    )
+    assert load_settings(base).processing_ids == ("P", "T", "D")
