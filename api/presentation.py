@@ -13,7 +13,7 @@ from markupsafe import Markup, escape
 
 from api.auth import csrf_token, signed_in
 from api.context import settings
-from flagging.models import REASON_LABELS, Reason
+from flagging.models import reason_text
 from flagging.nhs_number import format_nhs_number
 
 LONDON = ZoneInfo("Europe/London")
@@ -82,10 +82,7 @@ def person_name(name: str) -> str:
 
 
 def reason_label(code: str) -> str:
-    try:
-        return REASON_LABELS[Reason(code)]
-    except ValueError:
-        return code
+    return reason_text(code)
 
 
 @dataclass(frozen=True)

@@ -8,16 +8,19 @@ from flagging.models.organisations import Practice, ReviewWindow, Sender
 from flagging.models.users import Role, User
 from flagging.models.visibility import (
     REASON_LABELS,
+    WITHDRAWN,
     Decision,
     Reason,
     ScreeningHit,
     ScreeningRule,
     Source,
     Visibility,
+    reason_text,
 )
 
 __all__ = [
     "REASON_LABELS",
+    "WITHDRAWN",
     "Base",
     "Decision",
     "Document",
@@ -41,4 +44,5 @@ __all__ = [
     "VersionChange",
     "Visibility",
     "metadata",
+    "reason_text",
 ]
