@@ -15,6 +15,7 @@ from api.auth import csrf_token, signed_in
 from api.context import settings
 from flagging.models import reason_text
 from flagging.nhs_number import format_nhs_number
+from flagging.vocabulary import change_label, document_type_label, event_label
 
 LONDON = ZoneInfo("Europe/London")
 
@@ -135,4 +136,7 @@ def register_template_helpers(app: Flask) -> None:
         reason_label=reason_label,
         visibility_label=lambda v: VISIBILITY_LABELS.get(v, v),
         source_label=lambda s: SOURCE_LABELS.get(s, s),
+        document_type_label=document_type_label,
+        event_label=event_label,
+        change_label=change_label,
     )
