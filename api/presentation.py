@@ -13,8 +13,9 @@ from markupsafe import Markup, escape
 
 from api.auth import csrf_token, signed_in
 from api.context import settings
-from flagging.models import REASON_LABELS, Reason
+from flagging.models import reason_text
 from flagging.nhs_number import format_nhs_number
+from flagging.vocabulary import change_label, document_type_label, event_label
 
 LONDON = ZoneInfo("Europe/London")
 
@@ -82,10 +83,7 @@ def person_name(name: str) -> str:
 
 
 def reason_label(code: str) -> str:
-    try:
-        return REASON_LABELS[Reason(code)]
-    except ValueError:
-        return code
+    return reason_text(code)
 
 
 @dataclass(frozen=True)
@@ -138,4 +136,7 @@ def register_template_helpers(app: Flask) -> None:
         reason_label=reason_label,
         visibility_label=lambda v: VISIBILITY_LABELS.get(v, v),
         source_label=lambda s: SOURCE_LABELS.get(s, s),
+        document_type_label=document_type_label,
+        event_label=event_label,
+        change_label=change_label,
     )

@@ -5,11 +5,18 @@ What a GP system supplier reads first; the standard library only, so it runs any
     flagging gp-poll --url http://127.0.0.1:8000 --token TOKEN --practice A81001 --out DIR
 
 writes, under DIR:
-    position.json                    {"after": N}: the last event filed (the next poll's `after`)
-    events.jsonl                     every event filed, one JSON object a line, in feed order
-    documents/ID/document.json       the document's metadata, as of its latest event
-    documents/ID/visibility.json     its visibility: hide the document unless status is visible
-    documents/ID/content.EXT         the rendition (text, PDF...)
+    position.json                          {"after": N}: the last event filed (next `after`)
+    events.jsonl                           every event filed, one JSON object a line, in order
+    documents/ID/document.json             the document's metadata, as of its latest event
+    documents/ID/visibility.json           the current version's visibility and its number
+                                           (`current_version`): hide unless show_to_patient
+    documents/ID/versions/N/version.json   each version's own metadata (an addendum does not
+                                           overwrite the original: every version is filed)
+    documents/ID/versions/N/visibility.json  that version's visibility
+    documents/ID/versions/N/content.EXT    that version's rendition (text, PDF...)
+
+A withdrawn document (`document.withdrawn`: the hospital cancelled it) is filed as withdrawn
+in every version, never to be shown, and its renditions are removed.
 
 Each event is filed, then the position moves past it (written atomically), so a client that
 stops anywhere and runs again files no event twice and misses none. After each page it
@@ -150,37 +157,89 @@ class GPClient:
     # Filing ---------------------------------------------------------------------------------
 
     def file_event(self, event: dict[str, Any]) -> None:
-        """File one event: the document's metadata, its content when new, its visibility."""
+        """File one event: the version's metadata and content when new, its visibility, and
+        the document's current state."""
         folder = self.out / "documents" / str(int(event["document_id"]))
         document_path = event["document"]
-        metadata = self._request(document_path).json()
+        version = int(event["version"])
+        version_folder = folder / "versions" / str(version)
+        metadata = self._request(f"{document_path}?version={version}").json()
         if event["type"] in ("document.available", "document.superseded"):
-            version = int(event["version"])
             answer = self._request(f"{document_path}/content?version={version}", allow_404=True)
             if answer.status == 200:
                 extension = mimetypes.guess_extension(answer.content_type) or ".bin"
-                for old in folder.glob("content.*"):
+                for old in version_folder.glob("content.*"):
                     if old.suffix != extension:
                         old.unlink()
-                _write_atomic(folder / f"content{extension}", answer.body)
-        _write_json(folder / "document.json", metadata)
-        # Filed in feed order, the visibility of the last event is the current one. The
-        # decision's details come with it when the metadata is of that same state.
-        current = metadata["visibility"]
-        same = metadata["version"] == event["version"] and current["status"] == event["visibility"]
-        visibility = {
-            **(current if same else {}),
-            "status": event["visibility"],
-            "show_to_patient": event["visibility"] == "visible",
-            "document_status": metadata["status"],
-            "seq": event["seq"],
-            "version": event["version"],
-        }
-        _write_json(folder / "visibility.json", visibility)
+                _write_atomic(version_folder / f"content{extension}", answer.body)
+        _write_json(version_folder / "version.json", metadata)
+        withdrawn = event["type"] == "document.withdrawn" or metadata["status"] == "withdrawn"
+        visibility = self._visibility(event, metadata, withdrawn=withdrawn)
+        _write_json(version_folder / "visibility.json", visibility)
+        current = self._current_version(folder)
+        if version >= current:
+            _write_json(folder / "document.json", metadata)
+            _write_json(folder / "visibility.json", {**visibility, "current_version": version})
+        if withdrawn:
+            self._withdraw(folder, visibility)
         if event["seq"] > self._last_logged:
             with open(self.out / "events.jsonl", "a") as log_file:
                 log_file.write(json.dumps(event, sort_keys=True) + "\n")
             self._last_logged = event["seq"]
+
+    @staticmethod
+    def _visibility(
+        event: dict[str, Any], metadata: dict[str, Any], *, withdrawn: bool
+    ) -> dict[str, Any]:
+        """What a version's visibility.json says. Filed in feed order, the visibility of a
+        version's last event is its current one; the decision's details come with it when the
+        metadata is of that same state."""
+        current = metadata["visibility"]
+        same = current["status"] == event["visibility"]
+        status = event["visibility"]
+        if withdrawn:
+            # Never shown, whatever the event said: a cancelled document was entered in error.
+            status = "withheld"
+        return {
+            **(current if same else {}),
+            "status": status,
+            "show_to_patient": status == "visible" and not withdrawn,
+            "withdrawn": withdrawn,
+            "document_status": "withdrawn" if withdrawn else metadata["status"],
+            "seq": event["seq"],
+            "version": event["version"],
+        }
+
+    @staticmethod
+    def _current_version(folder: Path) -> int:
+        try:
+            return int(json.loads((folder / "visibility.json").read_text())["current_version"])
+        except (FileNotFoundError, KeyError, ValueError):
+            return 0
+
+    @staticmethod
+    def _withdraw(folder: Path, visibility: dict[str, Any]) -> None:
+        """Every version of a withdrawn document: filed as withdrawn, hidden, text removed."""
+        for version_folder in (folder / "versions").iterdir():
+            path = version_folder / "visibility.json"
+            try:
+                filed = json.loads(path.read_text())
+            except FileNotFoundError:
+                filed = {}
+            _write_json(
+                path,
+                {
+                    **filed,
+                    "status": "withheld",
+                    "show_to_patient": False,
+                    "withdrawn": True,
+                    "document_status": "withdrawn",
+                    "reason": visibility.get("reason", "withdrawn"),
+                    "reason_text": visibility.get("reason_text", ""),
+                },
+            )
+            for content in version_folder.glob("content.*"):
+                content.unlink()
 
     def poll_once(self, limit: int = PAGE) -> int:
         """Read and file every waiting event (page after page); returns how many were filed."""

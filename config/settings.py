@@ -47,7 +47,9 @@ class Settings:
     # Used when MSH-18 is empty and the bytes are not valid UTF-8 (many UK feeds send
     # Windows-1252 without saying so).
     fallback_charset: str = "windows-1252"
-    # MSH-11 values accepted (table 0103: P production, T training, D debugging).
+    # MSH-11 values accepted (table 0103: P production, T training, D debugging). Production
+    # takes P only unless the operator lists more: a training message must never reach a
+    # practice as if it were about a real patient.
     processing_ids: tuple[str, ...] = ("P", "T", "D")
     # Our own identity in ACKs when the sender left MSH-5/6 empty.
     application_name: str = "FLAGGING"
@@ -161,8 +163,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if bool(push_cert) != bool(push_key):
         raise ConfigError("FLAGGING_PUSH_TLS_CERT and FLAGGING_PUSH_TLS_KEY must be set together")
 
+    default_ids = "P" if env == "production" else "P,T,D"
     processing_ids = tuple(
-        p.strip().upper() for p in get("FLAGGING_PROCESSING_IDS", "P,T,D").split(",") if p.strip()
+        p.strip().upper()
+        for p in get("FLAGGING_PROCESSING_IDS", default_ids).split(",")
+        if p.strip()
     )
     fallback = get("FLAGGING_FALLBACK_CHARSET", "windows-1252")
     try:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from flagging import feed
@@ -91,6 +92,40 @@ def get_version(session: Session, document_id: int, version: int) -> DocumentVer
     ).first()
     if found is None:
         raise NotFound(f"document {document_id} has no version {version}")
+    return found
+
+
+@dataclass(frozen=True)
+class HeldBy:
+    """A screening rule that holds a document's latest version for a person to decide."""
+
+    name: str
+    category: str
+
+
+def held_by(session: Session, document_ids: list[int]) -> dict[int, list[HeldBy]]:
+    """For each document, the screening rules that matched its latest version (one query for
+    a whole worklist page), so the list can say why a document is held."""
+    if not document_ids:
+        return {}
+    rows = session.execute(
+        select(Document.id, ScreeningRule.name, ScreeningRule.category)
+        .join(
+            DocumentVersion,
+            and_(
+                DocumentVersion.document_id == Document.id,
+                DocumentVersion.version == Document.latest_version,
+            ),
+        )
+        .join(ScreeningHit, ScreeningHit.version_id == DocumentVersion.id)
+        .join(ScreeningRule, ScreeningRule.id == ScreeningHit.rule_id)
+        .where(Document.id.in_(document_ids))
+        .distinct()
+        .order_by(Document.id, ScreeningRule.name)
+    ).all()
+    found: dict[int, list[HeldBy]] = {}
+    for document_id, name, category in rows:
+        found.setdefault(document_id, []).append(HeldBy(name, category))
     return found
 
 

@@ -18,7 +18,6 @@ from flagging.errors import Conflict, FlaggingError, InvalidInput, NotFound
 from flagging.feed import MAX_PAGE
 from flagging.messages import get_message, original_bytes
 from flagging.models import (
-    REASON_LABELS,
     Decision,
     Document,
     DocumentVersion,
@@ -26,12 +25,12 @@ from flagging.models import (
     GPToken,
     GPTokenPractice,
     Practice,
-    Reason,
     ScreeningHit,
     Sender,
     Source,
     VersionChange,
     Visibility,
+    reason_text,
 )
 from flagging.organisations import get_practice
 from flagging.tokens import hash_token, new_token
@@ -393,14 +392,10 @@ def flag_for(
             source = Source.SCREENING.value if held is not None else ""
         return Flag(status=status, source=source)
     reason = decision.reason if visibility == Visibility.WITHHELD else ""
-    try:
-        reason_text = REASON_LABELS[Reason(reason)] if reason else ""
-    except ValueError:
-        reason_text = reason
     return Flag(
         status=status,
         reason=reason,
-        reason_text=reason_text,
+        reason_text=reason_text(reason) if reason else "",
         decided_by_code=decision.decided_by_code,
         decided_by_name=decision.decided_by_name,
         decided_at=decision.decided_at,

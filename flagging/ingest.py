@@ -205,6 +205,21 @@ _INSERT_DECISION = (
     " source, user_id, decided_by_code, decided_by_name, decided_at) VALUES (:document,"
     " :version, :visibility, :reason, :note, :until, :source, NULL, :by_code, :by_name, :at)"
 )
+# A cancel withholds every earlier version too (DESIGN.md rule 8): a practice that filed an
+# earlier version, or asks for it by number, must read "do not show" there as well.
+_WITHDRAW_DECISIONS = (
+    "INSERT INTO decisions (document_id, version_id, visibility, reason, note, withhold_until,"
+    " source, user_id, decided_by_code, decided_by_name, decided_at) SELECT document_id, id,"
+    " 'withheld', :reason, :note, NULL, :source, NULL, '', :by_name, :at FROM document_versions"
+    " WHERE document_id = :document AND version < :version"
+    " AND NOT (visibility = 'withheld' AND reason = :reason)"
+)
+_WITHDRAW_VERSIONS = (
+    "UPDATE document_versions SET visibility = 'withheld', visibility_source = :source,"
+    " reason = :reason, withhold_until = NULL, decided_at = :at, decided_by = :by_name"
+    " WHERE document_id = :document AND version < :version"
+    " AND NOT (visibility = 'withheld' AND reason = :reason)"
+)
 _INSERT_HIT = (
     'INSERT INTO screening_hits (version_id, rule_id, start, "end")'
     " VALUES (:version, :rule, :start, :end)"
@@ -366,6 +381,18 @@ def store_document(
                 "at": raw.timestamp(initial.decided_at or now),
             },
         )
+    if doc.cancel and version_number > 1:
+        withdraw = {
+            "document": document_id,
+            "version": version_number,
+            "reason": initial.reason,
+            "note": initial.note,
+            "source": Source.MESSAGE.value,
+            "by_name": initial.decided_by.name[:200],
+            "at": raw.timestamp(now),
+        }
+        raw.execute(_WITHDRAW_DECISIONS, withdraw)
+        raw.execute(_WITHDRAW_VERSIONS, withdraw)
     for hit in hits:
         raw.execute(
             _INSERT_HIT,

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from flagging import feed
 from flagging.errors import Conflict, InvalidInput, NotFound
 from flagging.models import (
+    WITHDRAWN,
     Decision,
     Document,
     DocumentStatus,
@@ -39,6 +40,7 @@ class Actor:
 
 
 SYSTEM = Actor(code="", name="flagging service")
+WITHDRAWN_NOTE = "withdrawn (cancelled) by the hospital: never to be shown to the patient"
 
 
 @dataclass(frozen=True)
@@ -146,8 +148,15 @@ def initial_visibility(
     Screening never releases anything."""
     due = now + window
     if cancel:
-        # A cancel shows nothing new: the thread keeps its state and is never auto-released.
-        return Initial(Visibility(previous.visibility if previous else Visibility.PENDING))
+        # DESIGN.md rule 8: a withdrawn document is never to be shown, whatever it was before,
+        # so the cancel is a withhold by the message itself (reason `withdrawn`), recorded on
+        # every version (flagging/ingest.py), never released by a window or a date.
+        return Initial(
+            Visibility.WITHHELD,
+            Source.MESSAGE,
+            reason=WITHDRAWN,
+            note=WITHDRAWN_NOTE,
+        )
     if (
         flag is not None
         and flag.visibility != Visibility.WITHHELD
@@ -243,12 +252,42 @@ def decide_visibility(
             raise InvalidInput("'withhold until' must be in the future")
     else:
         reason, withhold_until = "", None
-    version = session.execute(
-        select(DocumentVersion).where(
-            DocumentVersion.document_id == document.id,
-            DocumentVersion.version == document.latest_version,
+    versions = list(
+        session.scalars(
+            select(DocumentVersion)
+            .where(DocumentVersion.document_id == document.id)
+            .order_by(DocumentVersion.version)
         )
-    ).scalar_one()
+    )
+    *earlier, version = versions
+    note = note.strip()
+    # A decision is about the document: made on its latest version, it is recorded on every
+    # earlier version whose state differs, so that after any decision all versions agree and
+    # none is left "needing a decision" or showing what the latest withholds (DESIGN terms in
+    # README, "Versions and decisions"). Earlier versions go first in the feed, the latest
+    # last, so a GP system's current state is the latest version's.
+    for older in earlier:
+        if (older.visibility, older.reason, older.withhold_until) == (
+            visibility.value,
+            reason,
+            withhold_until,
+        ):
+            continue
+        _apply(
+            session,
+            document,
+            older,
+            visibility=visibility,
+            source=source,
+            actor=actor,
+            now=now,
+            reason=reason,
+            note=f"{note} (decided on version {version.version}; applies to every version)"
+            if note
+            else f"decided on version {version.version}; applies to every version",
+            withhold_until=withhold_until,
+        )
+        feed.visibility_changed(session, document, older, now)
     decision = _apply(
         session,
         document,
@@ -258,7 +297,7 @@ def decide_visibility(
         actor=actor,
         now=now,
         reason=reason,
-        note=note.strip(),
+        note=note,
         withhold_until=withhold_until,
     )
     document.review_due_at = None

@@ -86,6 +86,7 @@ class Filters:
 class Row:
     document: Document
     author_name: str
+    source: str = ""  # who or what set the latest version's visibility (ZFL-8)
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ def _segment_query(
     filters: Filters, segment: Segment, after: Cursor | None
 ) -> Any:  # a Select of (Document, author name); its generic form differs by version
     query = (
-        select(Document, DocumentVersion.author_name)
+        select(Document, DocumentVersion.author_name, DocumentVersion.visibility_source)
         .join(
             DocumentVersion,
             and_(
@@ -178,7 +179,7 @@ def worklist_page(
             continue
         position = after if after is not None and index == after.segment else None
         query = _segment_query(filters, segment, position).limit(limit + 1 - len(found))
-        found.extend((index, Row(r[0], r[1])) for r in session.execute(query).all())
+        found.extend((index, Row(r[0], r[1], r[2])) for r in session.execute(query).all())
         if len(found) > limit:
             break
     if len(found) <= limit:

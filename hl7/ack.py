@@ -1,8 +1,8 @@
 """Building acknowledgements: a pure function of the message header, the code and the problem.
 
-The ACK swaps sender and receiver, echoes MSH-10 in MSA-2 and keeps the message's version and
-encoding characters. ERR follows the message's version: ERR-1 (ELD) before 2.5, ERR-2/3/4/8 from
-2.5 on.
+The ACK swaps sender and receiver, echoes MSH-10 in MSA-2 byte for byte and keeps the message's
+version and encoding characters. ERR follows the message's version: ERR-1 (ELD) before 2.5,
+ERR-2/3/4/8 from 2.5 on.
 """
 
 from __future__ import annotations
@@ -103,7 +103,9 @@ def build_ack(
         (header.processing_id if header is not None else "") or "P",
         version,
     ]
-    msa = ["MSA", ack_code(header, code), escape(header.control_id, s) if header else ""]
+    # MSA-2 is MSH-10 exactly as it arrived, escape sequences and all: re-escaping it would
+    # turn `MDM^T02` into `MDM\S\T02`, and a sender matching by bytes would see a mismatch.
+    msa = ["MSA", ack_code(header, code), header.msh10 if header else ""]
     segments = [f.join(msh)]
     if problem is None:
         segments.append(f.join(msa))

@@ -89,7 +89,9 @@ class Header:
     processing_id: str = ""
     accept_ack_type: str = ""
     application_ack_type: str = ""
-    # Raw MSH-3..6 as sent, echoed swapped in the ACK.
+    # Raw MSH-3..6 as sent, echoed swapped in the ACK; raw MSH-10, echoed in MSA-2 byte for
+    # byte (a sender matches ACKs to messages by the bytes it sent: `MDM^T02` stays so).
+    msh10: str = ""
     msh3: str = ""
     msh4: str = ""
     msh5: str = ""
@@ -130,6 +132,7 @@ def read_header(message: Message) -> Header:
         processing_id=message.component(msh.field(11), 1).upper(),
         accept_ack_type=msh.field(15).strip().upper(),
         application_ack_type=msh.field(16).strip().upper(),
+        msh10=msh.field(10),
         msh3=msh.field(3),
         msh4=msh.field(4),
         msh5=msh.field(5),

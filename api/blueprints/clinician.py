@@ -29,6 +29,7 @@ bp = Blueprint("clinician", __name__)
 html_pages(bp)
 bp.before_request(require(Role.CLINICIAN))
 
+# The reasons a person may choose (`withdrawn` is the service's own, never offered).
 REASONS = [(reason.value, label) for reason, label in REASON_LABELS.items()]
 
 
@@ -85,11 +86,16 @@ def worklist() -> str | tuple[str, int]:
     with database().reading() as session:
         page = worklist_page(session, filters, after)
         sender = session.get(Sender, user.sender_id) if user.sender_id else None
+        held = documents_uc.held_by(
+            session,
+            [r.document.id for r in page.rows if r.document.visibility == Visibility.PENDING],
+        )
     query: dict[str, Any] = {k: v for k, v in request.args.items() if k != "after" and v}
     html = render_template(
         "worklist.html",
         page=page,
         sender=sender,
+        held=held,
         who=who,
         status=status,
         values=dict(request.args),
@@ -137,6 +143,11 @@ def _page(
     for hit, rule in hits:
         excerpt = text[hit.start : hit.end] if text and hit.end > hit.start else ""
         matched.append({"rule": rule, "excerpt": excerpt})
+    latest_hits = (
+        hits if shown.id == latest.id else documents_uc.screening_hits_of(session, latest.id)
+    )
+    # Why the latest version is held: each rule once, for the summary at the top of the page.
+    latest_matched = list({(r.name, r.category): r for _, r in latest_hits}.values())
     practice = session.get(Practice, document.practice_id) if document.practice_id else None
     return render_template(
         "document.html",
@@ -150,6 +161,7 @@ def _page(
         text=highlight(text, marks) if text is not None else None,
         is_pdf=shown.content_type == "application/pdf",
         matched=matched,
+        latest_matched=latest_matched,
         decisions=documents_uc.decisions_of(session, document.id),
         reasons=REASONS,
         form=form or {},

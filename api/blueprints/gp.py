@@ -25,7 +25,7 @@ from api.schemas.acknowledgements import AcknowledgementRequestSchema, Acknowled
 from api.schemas.documents import DocumentSchema, VersionQuerySchema
 from api.schemas.feed import FeedQuerySchema, feed_page_data
 from flagging import gp
-from flagging.models import REASON_LABELS, Reason, Visibility
+from flagging.models import Visibility, reason_text
 
 bp = Blueprint("gp", __name__, url_prefix="/gp/v1")
 
@@ -131,10 +131,6 @@ def document(ods_code: str, document_id: int) -> Response:
 def _document_data(access: gp.PracticeAccess, view: gp.DocumentView) -> dict[str, Any]:
     document, version = view.document, view.version
     content = view.content_version
-    try:
-        reason_text = REASON_LABELS[Reason(version.reason)] if version.reason else ""
-    except ValueError:
-        reason_text = version.reason
     withheld = version.visibility == Visibility.WITHHELD
     return {
         "id": document.id,
@@ -165,7 +161,7 @@ def _document_data(access: gp.PracticeAccess, view: gp.DocumentView) -> dict[str
             "status": version.visibility,
             "nopat": version.visibility != Visibility.VISIBLE,
             "reason": version.reason if withheld else "",
-            "reason_text": reason_text if withheld else "",
+            "reason_text": reason_text(version.reason) if withheld and version.reason else "",
             "source": version.visibility_source,
             "decided_by": version.decided_by,
             "decided_at": version.decided_at,

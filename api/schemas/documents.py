@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from flagging.gp import MAX_SEQ
-from flagging.models import Reason, Source, Visibility
+from flagging.models import WITHDRAWN, Reason, Source, Visibility
 
 
 class VersionQuerySchema(Schema):
@@ -46,8 +46,11 @@ class VisibilitySchema(Schema):
     )
     reason = fields.String(
         required=True,
-        validate=validate.OneOf(["", *(r.value for r in Reason)]),
-        metadata={"description": "Why it is withheld; empty otherwise."},
+        validate=validate.OneOf(["", *(r.value for r in Reason), WITHDRAWN]),
+        metadata={
+            "description": "Why it is withheld; empty otherwise. `withdrawn`: the hospital "
+            "cancelled the document, which is never to be shown."
+        },
     )
     reason_text = fields.String(required=True)
     source = fields.String(
@@ -79,7 +82,14 @@ class DocumentSchema(Schema):
         required=True, metadata={"description": "TXA-12 (MDM) or OBR-3 (ORU) of the first version."}
     )
     kind = fields.String(required=True, validate=validate.OneOf(["MDM", "ORU"]))
-    status = fields.String(required=True, validate=validate.OneOf(["current", "withdrawn"]))
+    status = fields.String(
+        required=True,
+        validate=validate.OneOf(["current", "withdrawn"]),
+        metadata={
+            "description": "`withdrawn`: cancelled by the hospital (MDM T11, OBR-25 X); "
+            "every version is then withheld (NOPAT) and must never be shown to the patient."
+        },
+    )
     version = fields.Integer(required=True)
     latest_version = fields.Integer(
         required=True, metadata={"description": "The latest version published to the practice."}

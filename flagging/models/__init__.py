@@ -14,16 +14,19 @@ from flagging.models.organisations import (
 from flagging.models.users import Role, SignInAddress, User
 from flagging.models.visibility import (
     REASON_LABELS,
+    WITHDRAWN,
     Decision,
     Reason,
     ScreeningHit,
     ScreeningRule,
     Source,
     Visibility,
+    reason_text,
 )
 
 __all__ = [
     "REASON_LABELS",
+    "WITHDRAWN",
     "Base",
     "Decision",
     "Document",
@@ -50,4 +53,5 @@ __all__ = [
     "VersionChange",
     "Visibility",
     "metadata",
+    "reason_text",
 ]

@@ -47,6 +47,22 @@ REASON_LABELS = {
     Reason.OTHER: "Other (explain in the note)",
 }
 
+# The reason a withdrawn (cancelled) document carries on every version: set by the service
+# when the hospital cancels it (MDM T11, OBR-25 X), never chosen by a person, so it is not a
+# `Reason` a form or the decision API offers.
+WITHDRAWN = "withdrawn"
+WITHDRAWN_LABEL = "Withdrawn (cancelled) by the hospital"
+
+
+def reason_text(code: str) -> str:
+    """The words for a reason code (the code itself when it is not one of ours)."""
+    if code == WITHDRAWN:
+        return WITHDRAWN_LABEL
+    try:
+        return REASON_LABELS[Reason(code)]
+    except ValueError:
+        return code
+
 
 class Decision(Base):
     """One visibility decision on one document version. Append-only: never updated."""

@@ -370,3 +370,56 @@ def test_pages_are_not_cached_and_may_not_be_framed_by_other_sites(
     assert "frame-ancestors 'self'" in response.headers["Content-Security-Policy"]
     assert "script-src" not in response.headers["Content-Security-Policy"]  # default-src 'none'
     assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_withdrawn_document_page_has_one_clear_banner_and_no_decision_form(
+    client_in: FlaskClient, handler: MessageHandler, db: Database
+) -> None:
+    document = _document(handler, db)
+    assert _decide(client_in, document, decision="release").status_code == 302
+    accounts.ingest(handler, samples.mdm("T11", control_id="CANCEL", lines=()))
+
+    html = client_in.get(f"/documents/{document}").get_data(as_text=True)
+
+    now = html.split('id="history"', 1)[0]  # the history keeps the earlier release, rightly
+    assert "Withdrawn by the hospital: the patient will never see this document." in now
+    assert "Visible to patient" not in now
+    assert "Needs a decision" not in now
+    assert "This version carries no text" not in html
+    assert 'action="/documents/' not in html  # neither Withhold nor Release is offered
+    assert html.count("Never: the hospital withdrew it") == 2  # said of each version
+
+
+def test_each_version_says_what_the_patient_sees_and_none_needs_a_decision_once_decided(
+    client_in: FlaskClient, handler: MessageHandler, db: Database
+) -> None:
+    document = _document(handler, db)
+    accounts.ingest(handler, samples.mdm("T06", control_id="ADD", number="ADD-1", parent="DOC-1"))
+    assert _decide(client_in, document, decision="release").status_code == 302
+
+    html = client_in.get(f"/documents/{document}").get_data(as_text=True)
+    versions = html.split('id="versions"', 1)[1].split('id="history"', 1)[0]
+
+    assert versions.count("Sees this version") == 2
+    assert "Needs a decision" not in versions
+    assert "Addendum" in versions  # human words for the change and the event
+    assert "Addendum with its text (T06)" in versions
+    assert "Original with its text (T02)" in versions
+    assert "Discharge summary" in html  # TXA-2 DS in words
+
+
+def test_worklist_says_which_rule_holds_a_document_and_when_others_become_visible(
+    client_in: FlaskClient, handler: MessageHandler, db: Database
+) -> None:
+    with db.transaction() as session:
+        screening.add_starter_rules(session)
+    _document(handler, db, number="HELD", lines=("Safeguarding referral made.",))
+    _document(handler, db, number="PLAIN", control_id="M-PLAIN2")
+
+    html = client_in.get("/worklist?who=all").get_data(as_text=True)
+
+    assert "Screening: Safeguarding (safeguarding). Never shown automatically." in html
+    assert "Becomes visible to the patient" in html
+    assert "unless someone decides" in html
+    assert "Discharge summary" in html
+    assert ">DS<" not in html

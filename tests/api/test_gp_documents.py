@@ -56,7 +56,8 @@ def test_metadata_has_the_current_visibility_and_links(
     older = client.get(f"{BASE}/{gp_world.mine}?version=1", headers=_auth(gp_world)).json
     assert older is not None
     assert older["version"] == 1
-    assert older["visibility"]["status"] == "pending"
+    # The decision on version 2 applies to every version: version 1 no longer waits for one.
+    assert older["visibility"]["status"] == "withheld"
 
 
 def test_fhir_document_reference_validates_and_is_labelled_nopat_while_withheld(

@@ -40,9 +40,11 @@ def test_feed_returns_the_practices_events_in_order_with_the_next_after(
         "document.available",
         "document.superseded",
         "document.available",
-        "visibility.changed",
+        "visibility.changed",  # the decision, recorded on version 1 ...
+        "visibility.changed",  # ... and on version 2, the latest, last
     ]
-    assert page["next_after"] == 4
+    assert [e["version"] for e in page["events"][-2:]] == [1, 2]
+    assert page["next_after"] == 5
     assert page["more"] is False
     assert page["practice"] == samples.PRACTICE
     first = page["events"][0]
@@ -61,9 +63,9 @@ def test_feed_pages_with_after_and_limit(client: FlaskClient, gp_world: GPWorld)
         after = page["next_after"]
         if not page["more"]:
             break
-    assert seen == [1, 2, 3, 4]
-    empty = client.get(f"{FEED}?after=4", headers=_auth(gp_world)).json
-    assert empty == {"practice": samples.PRACTICE, "events": [], "next_after": 4, "more": False}
+    assert seen == [1, 2, 3, 4, 5]
+    empty = client.get(f"{FEED}?after=5", headers=_auth(gp_world)).json
+    assert empty == {"practice": samples.PRACTICE, "events": [], "next_after": 5, "more": False}
     beyond = client.get(f"{FEED}?after=100", headers=_auth(gp_world)).json
     assert beyond is not None
     assert beyond["next_after"] == 100
@@ -99,7 +101,7 @@ def test_acknowledgement_is_recorded_for_the_operators(
     assert response.status_code == 200
     body = response.json
     assert body is not None
-    assert (body["acknowledged_seq"], body["last_event"]) == (3, 4)
+    assert (body["acknowledged_seq"], body["last_event"]) == (3, 5)
     with db.reading() as session:
         practice = session.scalars(
             select(Practice).where(Practice.ods_code == samples.PRACTICE)

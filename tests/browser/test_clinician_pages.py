@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect
 
 from flagging import screening
@@ -202,3 +203,82 @@ def test_document_text_with_markup_is_shown_as_text_and_never_run(
     expect(page.locator("pre.document-text")).to_have_text(hostile)
     assert page.evaluate("window.injected") is None
     assert page.locator("pre.document-text b, pre.document-text img").count() == 0
+
+
+def _axe_violations(page: Page) -> str:
+    """axe-core's report of what violates WCAG on the page as it is now ('' when nothing)."""
+    results = Axe().run(page)
+    return "" if results.violations_count == 0 else results.generate_report()
+
+
+@pytest.mark.usefixtures("ward")
+@pytest.mark.parametrize("width", [1280, 390])
+def test_the_document_page_and_worklist_have_no_axe_violation_on_a_laptop_or_a_phone(
+    page: Page, handler: MessageHandler, width: int
+) -> None:
+    # An addendum, so that the versions table has rows to scroll on a phone.
+    accounts.ingest(
+        handler,
+        samples.mdm(
+            "T06",
+            control_id="W1-ADD",
+            number="DS-2026-0101-A1",
+            parent="DS-2026-0101",
+            nhs_number=samples.NHS_NUMBERS[0],
+            lines=("Addendum: oncology clinic booked.",),
+        ),
+    )
+    page.set_viewport_size({"width": width, "height": 900})
+    _sign_in(page)
+    assert _axe_violations(page) == ""
+    page.get_by_role("link", name=re.compile("ADEBAYO")).click()
+    expect(page.get_by_role("heading", name="Discharge summary", exact=True)).to_be_visible()
+    assert _axe_violations(page) == ""
+    if width == 390:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "document-phone.png"), full_page=True)
+    # The page never scrolls sideways; a wide table scrolls inside its own frame.
+    assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+
+
+@pytest.mark.usefixtures("ward")
+def test_a_table_wider_than_a_phone_scrolls_in_its_frame_and_is_reached_by_keyboard(
+    page: Page,
+) -> None:
+    page.set_viewport_size({"width": 390, "height": 900})
+    _sign_in(page)
+    frame = page.get_by_role("region", name="Documents")
+    assert frame.evaluate("e => e.scrollWidth > e.clientWidth")
+    frame.focus()
+    expect(frame).to_be_focused()
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function(
+        "() => document.querySelector('.table-wrap[aria-label=Documents]').scrollLeft > 0"
+    )
+
+
+@pytest.mark.usefixtures("ward")
+def test_after_a_validation_error_focus_moves_to_the_error_summary(page: Page) -> None:
+    _sign_in(page)
+    page.get_by_role("link", name=re.compile("ADEBAYO")).click()
+    page.get_by_role("button", name="Withhold from patient").click()  # no reason chosen
+    summary = page.locator(".error-summary")
+    expect(summary).to_contain_text("Choose why the patient must not see it")
+    expect(summary).to_be_focused()
+
+
+@pytest.mark.usefixtures("ward")
+def test_the_two_decisions_are_at_the_top_of_the_page_before_the_text(page: Page) -> None:
+    _sign_in(page)
+    page.get_by_role("link", name=re.compile("ADEBAYO")).click()
+    release = page.get_by_role("button", name="Release to patient")
+    withhold = page.get_by_role("link", name="Withhold from patient")
+    text = page.locator("pre.document-text")
+    for action in (release, withhold):
+        box, text_box = action.bounding_box(), text.bounding_box()
+        assert box is not None
+        assert text_box is not None
+        assert box["y"] < text_box["y"]
+        assert box["y"] < 800  # within the first screen of a laptop
+    withhold.click()
+    expect(page.get_by_role("heading", name="Withhold from the patient")).to_be_in_viewport()

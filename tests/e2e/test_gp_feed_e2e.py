@@ -197,7 +197,9 @@ def test_every_event_reaches_the_reference_client_once_in_order_with_the_final_v
     }
     immediate = pollers[samples.PRACTICE].client.out / "documents"
     pdf = accounts.document_id(db, "PDF-1")
-    assert (immediate / str(pdf) / "content.pdf").read_bytes() == samples.TINY_PDF
+    assert (immediate / str(pdf) / "versions" / "1" / "content.pdf").read_bytes() == (
+        samples.TINY_PDF
+    )
     withdrawn = accounts.document_id(db, "DOC-2")
     assert (
         json.loads((immediate / str(withdrawn) / "visibility.json").read_text())["document_status"]

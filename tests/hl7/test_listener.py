@@ -182,3 +182,15 @@ def test_tls_connections_are_served_when_configured(
             assert b"MSA" not in answer  # nothing is processed or answered in clear text
     finally:
         server.stop()
+
+
+def test_msa2_over_mllp_is_the_msh10_bytes_as_sent_for_a_resend_too(
+    listener: MLLPListener,
+) -> None:
+    message = samples.mdm(control_id="MDM^T02", number="ECHO-1")
+    with MLLPClient(*listener.address) as client:
+        first = client.send(message)
+        resend = client.send(message)
+    for ack in (first, resend):
+        msa = next(s for s in ack.split(b"\r") if s.startswith(b"MSA|"))
+        assert msa.split(b"|")[1:3] == [b"AA", b"MDM^T02"]

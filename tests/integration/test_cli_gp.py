@@ -97,8 +97,12 @@ def test_gp_poll_files_documents_and_exits_non_zero_on_a_bad_token(
     assert "2 events filed; position 2" in capsys.readouterr().out
     folders = sorted((tmp_path / "documents").iterdir())
     assert [sorted(p.name for p in f.iterdir()) for f in folders] == [
-        ["content.txt", "document.json", "visibility.json"],
-        ["content.pdf", "document.json", "visibility.json"],
+        ["document.json", "versions", "visibility.json"],
+        ["document.json", "versions", "visibility.json"],
+    ]
+    assert [sorted(p.name for p in (f / "versions" / "1").iterdir()) for f in folders] == [
+        ["content.txt", "version.json", "visibility.json"],
+        ["content.pdf", "version.json", "visibility.json"],
     ]
     assert json.loads((folders[0] / "visibility.json").read_text())["status"] == "pending"
     assert main([*argv, "--token", token, "--once"]) == 0

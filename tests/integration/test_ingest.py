@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
-from config import Settings
+from config import Settings, load_settings
 from flagging import organisations
 from flagging.db import Database
-from flagging.models import Document, DocumentVersion, InboundMessage, MessageOutcome
+from flagging.models import (
+    Document,
+    DocumentVersion,
+    FeedEvent,
+    InboundMessage,
+    MessageOutcome,
+)
 from flagging.models.documents import DocumentStatus
 from hl7.inbound import MessageHandler
 from tests import samples
@@ -343,3 +350,31 @@ def test_database_failure_at_commit_is_answered_ar(
     assert reply.code == "AR"
     assert _count(db, Document) == 0
     assert _count(db, InboundMessage) == 0
+
+
+@pytest.mark.parametrize("processing_id", ["T", "D"])
+def test_training_and_debug_messages_are_rejected_ar_202_in_production_and_reach_no_practice(
+    db: Database, settings: Settings, sender_token: str, processing_id: str
+) -> None:
+    production = load_settings(
+        {
+            "FLAGGING_ENV": "production",
+            "FLAGGING_SECRET_KEY": secrets.token_hex(32),
+            "FLAGGING_INSTANCE_PATH": str(settings.instance_path),
+            "FLAGGING_DATABASE_URL": settings.database_url,
+        }
+    )
+    handler = MessageHandler(db, production)
+
+    reply = handler.handle(
+        samples.mdm(control_id="TRAIN1", processing_id=processing_id, version="2.5.1"),
+        transport="mllp",
+    )
+
+    assert reply.code == "AR"
+    assert _err(reply.ack)[3].split("^")[0] == "202"
+    assert _count(db, Document) == 0
+    assert _count(db, FeedEvent) == 0
+    assert _messages(db)[0].outcome == MessageOutcome.REJECTED
+    # The same message marked P is production data and is taken.
+    assert handler.handle(samples.mdm(control_id="PROD1"), transport="mllp").code == "AA"

@@ -452,3 +452,98 @@ def test_a_message_may_release_what_a_message_or_a_released_decision_left_withhe
     last = samples.mdm("T06", control_id="M4", number="DOC-1-C", parent="DOC-1")
     _ingest(handler, _with_segment(last, _zfl("V")))
     assert _document(db).visibility == "visible"
+
+
+def _version_states(db: Database, document_id: int) -> list[tuple[int, str, str]]:
+    with db.transaction() as session:
+        return [
+            (v.version, v.visibility, v.reason)
+            for v in session.scalars(
+                select(DocumentVersion)
+                .where(DocumentVersion.document_id == document_id)
+                .order_by(DocumentVersion.version)
+            )
+        ]
+
+
+def test_no_superseded_version_needs_a_decision_after_its_successor_was_decided(
+    handler: MessageHandler, db: Database
+) -> None:
+    _ingest(handler, samples.mdm(control_id="M1"))
+    _ingest(handler, samples.mdm("T06", control_id="M2", number="ADD-1", parent="DOC-1"))
+    document = _document(db)
+    assert [s[1] for s in _version_states(db, document.id)] == ["pending", "pending"]
+
+    _decide(db, document.id, "visible")
+
+    assert _version_states(db, document.id) == [(1, "visible", ""), (2, "visible", "")]
+    first, second = _decisions(db, document.id)
+    assert (first.source, second.source) == ("clinician", "clinician")
+    assert "decided on version 2" in first.note
+    assert _events(db)[-2:] == [
+        (3, "visibility.changed", "visible"),
+        (4, "visibility.changed", "visible"),
+    ]
+
+
+def test_withholding_a_new_version_withholds_the_released_original_too(
+    handler: MessageHandler, db: Database
+) -> None:
+    _ingest(handler, samples.mdm(control_id="M1"))
+    document = _document(db)
+    _decide(db, document.id, "visible")
+    _ingest(handler, samples.mdm("T06", control_id="M2", number="ADD-1", parent="DOC-1"))
+
+    _decide(db, document.id, "withheld", reason="third-party")
+
+    assert _version_states(db, document.id) == [
+        (1, "withheld", "third-party"),
+        (2, "withheld", "third-party"),
+    ]
+
+
+def test_the_review_window_releasing_the_latest_version_leaves_no_earlier_one_pending(
+    handler: MessageHandler, db: Database
+) -> None:
+    _ingest(handler, samples.mdm(control_id="M1"))
+    _ingest(handler, samples.mdm("T08", control_id="M2", lines=("Edited.",)))
+    due = _document(db).review_due_at
+    assert due is not None
+
+    assert _release(db, due + timedelta(seconds=1)) == 1
+
+    assert [s[1] for s in _version_states(db, _document(db).id)] == ["visible", "visible"]
+
+
+def test_a_cancel_withholds_every_version_and_nothing_releases_it_again(
+    handler: MessageHandler, db: Database
+) -> None:
+    _ingest(handler, samples.mdm(control_id="M1"))
+    document = _document(db)
+    _decide(db, document.id, "visible")
+
+    _ingest(handler, samples.mdm("T11", control_id="M2", lines=()))
+
+    document = _document(db)
+    assert (document.status, document.visibility, document.auto_release) == (
+        "withdrawn",
+        "withheld",
+        False,
+    )
+    assert document.review_due_at is None
+    assert _version_states(db, document.id) == [
+        (1, "withheld", "withdrawn"),
+        (2, "withheld", "withdrawn"),
+    ]
+    with pytest.raises(Conflict, match="withdrawn"):
+        _decide(db, document.id, "visible")
+    assert _release(db, datetime.now(UTC) + timedelta(days=365)) == 0
+    # A message arriving after the cancel cannot show it either.
+    _ingest(handler, samples.mdm("T08", control_id="M3", lines=("Edited after cancel.",)))
+    assert _version_states(db, document.id)[-1][1:] == ("withheld", "withdrawn")
+
+
+def test_a_person_cannot_choose_the_withdrawn_reason(handler: MessageHandler, db: Database) -> None:
+    _ingest(handler, samples.mdm(control_id="M1"))
+    with pytest.raises(InvalidInput, match="reason"):
+        _decide(db, _document(db).id, "withheld", reason="withdrawn")

@@ -391,3 +391,15 @@ def test_hl7apy_reads_an_ack_without_a_header() -> None:
     assert parsed.msa.msa_1.value == "AR"
     assert parsed.msa.msa_2.value == ""
     assert parsed.err.err_3.to_er7() == "100^Segment sequence error^HL70357"
+
+
+@pytest.mark.parametrize("code", ["AA", "AE", "AR"])
+def test_msa2_echoes_msh10_byte_for_byte_even_with_a_component_separator(code: str) -> None:
+    # The public corpus has MSH-10 = MDM^T02; a sender matching ACKs by the bytes it sent
+    # must get exactly those bytes back, not MDM\S\T02.
+    raw = samples.mdm(control_id="MDM^T02", version="2.5.1")
+
+    text = ack_for(raw, code, None if code == "AA" else NHS_PROBLEM)
+
+    msa = next(line for line in text.split("\r") if line.startswith("MSA|"))
+    assert msa.split("|")[2] == "MDM^T02"

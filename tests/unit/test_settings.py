@@ -280,3 +280,16 @@ def test_log_format_is_text_or_json(base: dict[str, str]) -> None:
     assert load_settings({**base, "FLAGGING_LOG_FORMAT": "JSON"}).log_format == "json"
     with pytest.raises(ConfigError, match="FLAGGING_LOG_FORMAT"):
         load_settings({**base, "FLAGGING_LOG_FORMAT": "xml"})
+
+
+def test_production_accepts_processing_id_p_only_unless_the_operator_lists_more(
+    base: dict[str, str],
+) -> None:
+    production = {**base, "FLAGGING_ENV": "production", "FLAGGING_SECRET_KEY": STRONG_KEY}
+
+    assert load_settings(production).processing_ids == ("P",)
+    assert load_settings({**production, "FLAGGING_PROCESSING_IDS": "P,T"}).processing_ids == (
+        "P",
+        "T",
+    )
+    assert load_settings(base).processing_ids == ("P", "T", "D")
