@@ -13,6 +13,7 @@ failure never touches another's. The rules:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import dataclass, field, replace
@@ -129,17 +130,48 @@ class MessageHandler:
 
         `sender_id` is the sender an HTTP bearer token proved; MSH-4 must then name it.
         """
-        return self._handle(raw, _read(raw, self.settings), transport, peer, sender_id=sender_id)
+        try:
+            return self._handle(
+                raw, _read(raw, self.settings), transport, peer, sender_id=sender_id
+            )
+        except Exception as exc:  # the last line of defence: answer, never drop
+            return self._unexpected(raw, exc, transport, peer)
 
     def handle_oversize(self, head: bytes, size: int, *, transport: str, peer: str = "") -> Reply:
         """Answer AR to a message over the size limit; its first bytes are kept as evidence."""
-        reading = _read_header_only(head)
-        reading.rejection = rejected(
-            "207",
-            f"the message is {size} bytes, over this service's limit of "
-            f"{self.settings.max_message_bytes} bytes; only its first {len(head)} bytes were kept",
-        )
-        return self._handle(head, reading, transport, peer, size=size)
+        try:
+            reading = _read_header_only(head)
+            reading.rejection = rejected(
+                "207",
+                f"the message is {size} bytes, over this service's limit of "
+                f"{self.settings.max_message_bytes} bytes; only its first {len(head)} bytes "
+                "were kept",
+            )
+            return self._handle(head, reading, transport, peer, size=size)
+        except Exception as exc:
+            return self._unexpected(head, exc, transport, peer)
+
+    def record_truncated(self, head: bytes, size: int, *, transport: str, peer: str = "") -> None:
+        """Keep a frame the sender abandoned by starting another: it gets no answer (the
+        sender no longer waits for one), but it is not lost either."""
+        try:
+            header = _best_effort_header(head)
+            receipt = _receipt(head, header, transport, peer)
+            with self.db.writer() as raw:
+                record_message(
+                    raw,
+                    receipt,
+                    MessageOutcome.TRUNCATED,
+                    ack_code="",
+                    ack=None,
+                    problem=rejected(
+                        "100",
+                        f"the frame was cut short by a new start block after {size} bytes",
+                    ).problem,
+                    size=size,
+                )
+        except Exception as exc:
+            log.error("truncated frame %s not recorded: %s", _fingerprint(head), type(exc).__name__)
 
     def reprocess(self, message_id: int) -> Reply:
         """Run a quarantined or rejected message again, after its registration was fixed."""
@@ -186,17 +218,7 @@ class MessageHandler:
         sender_id: int | None = None,
     ) -> Reply:
         header = reading.header
-        receipt = Receipt(
-            raw=raw,
-            received_at=datetime.now(UTC),
-            transport=transport,
-            peer=peer,
-            sending_facility=header.sending_facility if header else "",
-            sending_application=header.sending_application if header else "",
-            control_id=header.control_id if header else "",
-            message_type=header.type_label if header else "",
-            version=header.version if header else "",
-        )
+        receipt = _receipt(raw, header, transport, peer)
         if reading.rejection is None and reading.documents is not None:
             # Outside the writer lock, which every connection's messages queue for.
             reading.accept_ack = self._identity.reply(header, "AA", None, reading.charset).ack
@@ -221,6 +243,27 @@ class MessageHandler:
                 reply.code,
             )
         return reply
+
+    def _unexpected(self, raw: bytes, exc: Exception, transport: str, peer: str) -> Reply:
+        """AR 207 for an input that broke something unforeseen: recorded when the database
+        allows, logged by its hash and where it failed, never by its text."""
+        log.error(
+            "input %s (%d bytes) failed unexpectedly: %s at %s",
+            _fingerprint(raw),
+            len(raw),
+            type(exc).__name__,
+            _where(exc),
+        )
+        problem = rejected("207", "the message could not be processed; resend it later")
+        try:
+            header = _best_effort_header(raw)
+        except Exception:
+            header = None
+        reading = _Reading(header=header)
+        try:
+            return self._record_failure(_receipt(raw, header, transport, peer), reading, problem)
+        except Exception:
+            return self._identity.reply(None, "AR", problem, "latin-1")
 
     def _record_failure(
         self, receipt: Receipt, reading: _Reading, problem: MessageRejected
@@ -348,6 +391,36 @@ class _Store:
         return Reply("AA", reading.accept_ack, message_id)
 
 
+def _receipt(raw: bytes, header: Header | None, transport: str, peer: str) -> Receipt:
+    return Receipt(
+        raw=raw,
+        received_at=datetime.now(UTC),
+        transport=transport,
+        peer=peer,
+        sending_facility=header.sending_facility if header else "",
+        sending_application=header.sending_application if header else "",
+        control_id=header.control_id if header else "",
+        message_type=header.type_label if header else "",
+        version=header.version if header else "",
+    )
+
+
+def _fingerprint(raw: bytes) -> str:
+    """What logs say about an input: enough to find it again, nothing of what it says."""
+    return "sha256:" + hashlib.sha256(raw).hexdigest()[:16]
+
+
+def _where(exc: BaseException) -> str:
+    """The innermost frame of a traceback, as file:line in function (no values, no text)."""
+    tb = exc.__traceback__
+    if tb is None:
+        return "?"
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    code = tb.tb_frame.f_code
+    return f"{code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno} in {code.co_name}"
+
+
 def _mark_reprocessed(raw: Raw, replaces: int | None, message_id: int) -> None:
     if replaces is not None:
         raw.execute(
@@ -361,18 +434,28 @@ def _read_header_only(raw: bytes) -> _Reading:
         line, separators = er7.read_header_line(raw)
     except MessageRejected as exc:
         return _Reading(header=_best_effort_header(raw), rejection=exc)
+    if "\x00" in line:
+        return _Reading(header=_best_effort_header(raw), rejection=_nul_rejection(raw))
     msh = er7.Segment(line.split(separators.field))
     header = read_header(er7.Message(separators, [msh], "latin-1"))
     return _Reading(header=header, header_line=(line, separators))
+
+
+def _nul_rejection(raw: bytes) -> MessageRejected:
+    offset = raw.find(b"\x00")
+    return rejected("100", f"byte 0x00 at offset {offset}: not an HL7 v2 text message", "MSH^1")
 
 
 def _best_effort_header(raw: bytes) -> Header | None:
     """The header of a message whose MSH-2 is unusable, read with the standard separators,
     so that its rejection still echoes MSH-10 and reaches the right sender."""
     data = raw.removeprefix(er7.UTF8_BOM).lstrip(b" \t\r\n")
-    if not data.startswith(b"MSH") or len(data) < 8:
+    if not data.startswith(b"MSH"):
         return None
-    line = data.replace(b"\n", b"\r").split(b"\r", 1)[0].decode("latin-1")
+    # NUL never belongs in HL7 text, and PostgreSQL cannot store it in a text column.
+    line = data.replace(b"\n", b"\r").split(b"\r", 1)[0].replace(b"\x00", b"").decode("latin-1")
+    if len(line) < 8:  # a bare "MSH" line has no separator to split on
+        return None
     fields = line.split(line[3])
     msh = er7.Segment(["MSH", er7.DEFAULT_ENCODING_CHARACTERS, *fields[2:]])
     return read_header(er7.Message(er7.DEFAULT_SEPARATORS, [msh], "latin-1"))
@@ -386,12 +469,17 @@ def _read(raw: bytes, settings: Settings) -> _Reading:
     assert reading.header is not None
     try:
         check_supported(reading.header, settings.processing_ids)
+        if b"\x00" in raw:
+            raise _nul_rejection(raw)
         message = er7.parse(raw, settings.fallback_charset, reading.header_line)
         reading.charset = message.charset
         assert reading.header_line is not None
         if message.msh.fields != reading.header_line[0].split(message.separators.field):
-            # Decoding per MSH-18 changed the header line (non-ASCII in MSH): read it again.
+            # Decoding per MSH-18 changed the header line (non-ASCII in MSH): read it again,
+            # and check it again: windows-1252 reads 0x85 as an ellipsis where latin-1 read
+            # a control character that the first check stripped as whitespace.
             reading.header = read_header(message)
+            check_supported(reading.header, settings.processing_ids)
         header = reading.header
         if not header.control_id:
             raise content_error("101", "MSH-10 message control id is missing", "MSH^1^10")
