@@ -11,6 +11,7 @@ from flask import Flask
 
 from api import create_app
 from config import Settings
+from flagging import memory
 from flagging.db import Database
 from flagging.gp import Annotation
 from hl7.annotate import annotate
@@ -40,6 +41,7 @@ def web_app(services: Services) -> Flask:
 
     def ingest(raw: bytes, *, transport: str, peer: str, sender_id: int) -> tuple[str, bytes]:
         reply = handler.handle(raw, transport=transport, peer=peer, sender_id=sender_id)
+        memory.after(len(raw))
         return reply.code, reply.ack
 
     def reprocess(message_id: int) -> tuple[str, int | None]:

@@ -149,6 +149,15 @@ class Database:
         with (self._read_sessions if snapshot else self._statement_sessions)() as session:
             yield session
 
+    def release_writer(self) -> None:
+        """Close SQLite's kept writer connection (the next transaction opens another): after a
+        large message its page cache and its cached statements, whose bindings keep a copy
+        of the last values bound, hold tens of MiB for nothing."""
+        with self._writer():
+            if self._held is not None:
+                self._held.invalidate()  # closes the DBAPI connection, not only the checkout
+                self._held = None
+
     def dispose(self) -> None:
         with self._writer():
             if self._held is not None:

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from config import Settings
+from flagging import memory
 from flagging.db import Database, acquired_lock, run_batch
 from flagging.rawsql import Raw
 
@@ -177,6 +178,7 @@ def serve(units: Connection, replies: Connection, max_batch: int = 32) -> None:
     """The writer process: settings, then batches of units in; one commit each; results out."""
     settings: Settings = pickle.loads(units.recv_bytes())  # noqa: S301
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    memory.tune()
     db = Database(settings)
     integrity_error: type[Exception] = db.engine.dialect.loaded_dbapi.IntegrityError
     try:
@@ -205,6 +207,11 @@ def serve(units: Connection, replies: Connection, max_batch: int = 32) -> None:
             replies.send_bytes(pickle.dumps(answers, pickle.HIGHEST_PROTOCOL))
             if stop:
                 return
+            size = max(len(data) for data in batch)
+            del batch, jobs, outcomes, answers  # before the trim, so that it can give them back
+            if size >= memory.LARGE:
+                db.release_writer()
+            memory.after(size)
     finally:
         db.dispose()
 

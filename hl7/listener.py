@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from flagging import memory
 from flagging.inbound import Problem
 from hl7.ack import build_ack
 from hl7.inbound import Reply
@@ -245,17 +246,36 @@ class MLLPListener:
                 active = time.monotonic()
                 if due is None:
                     due = active + self.frame_deadline
-            for event in events:
-                if isinstance(event, TruncatedFrame):
-                    self._truncated(event, peer)
-                    continue
-                ack = encode(self._answer(event, peer))
-                conn.settimeout(self.idle_timeout)  # a reader as slow as an idle one is let go
-                conn.sendall(ack)
-                # A frame was delivered: the next one has its own deadline.
-                due = time.monotonic() + self.frame_deadline
-            if events and not decoder.in_frame:
+            del data
+            if not events:
+                continue
+            answered, largest = self._deliver(conn, events, peer)  # it empties `events`
+            if not decoder.in_frame:
                 due = None
+            elif answered:  # the next frame has a deadline of its own (not a truncated one:
+                due = time.monotonic() + self.frame_deadline  # that would restart the clock)
+            memory.after(largest)  # a large message's buffers go back to the system
+
+    def _deliver(
+        self, conn: socket.socket, events: list[Frame | OversizeFrame | TruncatedFrame], peer: str
+    ) -> tuple[bool, int]:
+        """Answer (or record) each event in order, letting go of each once done with it.
+        Returns whether a frame was answered, and the largest size seen."""
+        answered, largest = False, 0
+        while events:
+            event = events.pop(0)
+            if isinstance(event, TruncatedFrame):
+                self._truncated(event, peer)
+                largest = max(largest, event.size)
+                continue
+            size = event.size if isinstance(event, OversizeFrame) else len(event.payload)
+            largest = max(largest, size)
+            ack = encode(self._answer(event, peer))
+            del event
+            conn.settimeout(self.idle_timeout)  # a reader as slow as an idle one is let go
+            conn.sendall(ack)
+            answered = True
+        return answered, largest
 
     def _answer(self, event: Frame | OversizeFrame, peer: str) -> bytes:
         """The ACK for a frame; the last line of defence answers AR rather than drop it."""

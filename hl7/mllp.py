@@ -15,6 +15,7 @@ END_BLOCK = b"\x1c"  # FS
 CARRIAGE_RETURN = b"\x0d"
 # Enough of an oversize frame to read its MSH and address the rejection.
 OVERSIZE_HEAD_BYTES = 64 * 1024
+LARGE_FRAME = 1024 * 1024
 # Not counted as stray between frames, wherever it sits among other bytes.
 _WHITESPACE = b" \t\r\n\x0b\x0c"
 
@@ -131,6 +132,10 @@ class FrameDecoder:
                 break
             payload = bytes(buf[:end])
             del buf[: end + 1]
+            if end > LARGE_FRAME:
+                # A new, small buffer: the old one would keep the large frame's capacity for
+                # as long as the connection lasts.
+                self._buffer = buf = bytearray(buf)
             if len(payload) > self.max_size:
                 events.append(OversizeFrame(payload[:OVERSIZE_HEAD_BYTES], len(payload)))
             else:
