@@ -59,6 +59,7 @@ def web_app(services: Services) -> Flask:
         ingest=ingest,
         reprocess=reprocess,
         annotate=annotate_for_gp,
+        write_problem=handler.write_problem,
     )
 
 

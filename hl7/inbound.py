@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from config import Settings
 from flagging import memory
-from flagging.db import Database, GroupCommit
+from flagging.db import Database, GroupCommit, write_probe
 from flagging.errors import Conflict, NotFound
 from flagging.inbound import DocumentInput, Receipt
 from flagging.ingest import (
@@ -34,6 +34,7 @@ from flagging.ingest import (
     screen_ahead,
     store_document,
 )
+from flagging.logs import Throttle
 from flagging.models import InboundMessage, MessageOutcome
 from flagging.organisations import sender_policy
 from flagging.rawsql import Raw
@@ -47,6 +48,7 @@ from hl7.parsing import Header, check_supported, read_documents, read_header
 log = logging.getLogger(__name__)
 
 REPROCESSABLE = (MessageOutcome.QUARANTINED, MessageOutcome.REJECTED)
+PROBE_AFTER = 5.0  # seconds without a failed message before readiness tries a probe write
 _MARK_REPROCESSED = (
     "UPDATE inbound_messages SET outcome = :outcome, reprocessed_as_id = :as WHERE id = :id"
 )
@@ -118,10 +120,50 @@ class MessageHandler:
         # writer process (otherwise every transaction refreshes it, flagging.screening).
         self._rules_due: float | None = 0.0 if writer_process else None
         self._dbapi_error: type[Exception] = db.engine.dialect.loaded_dbapi.Error
+        # A failure that repeats (the database down, the disk full) is one log line a second.
+        self._throttle = Throttle(log)
+        self._failing_since: float | None = None  # since when writes have failed
+        self._probe_due = 0.0
+        self._last_failure = 0.0
 
     def close(self) -> None:
         if isinstance(self._group, WriterProcess):
             self._group.close()
+
+    def write_problem(self) -> str | None:
+        """Why messages cannot be stored now (for readiness), or None when they can. While
+        writes fail, a probe write is tried at most once a second, so that readiness comes
+        back without waiting for a message."""
+        since = self._failing_since
+        if since is None:
+            return None
+        now = time.monotonic()
+        low = self.db.low_on_space()
+        if low:
+            return low
+        # Messages still arriving say best whether they can be stored; the probe (a write of
+        # a few bytes) speaks only when they have stopped for a while.
+        if now >= self._probe_due and now - self._last_failure >= PROBE_AFTER:
+            self._probe_due = now + 1.0
+            try:
+                self._group.run(_Probe())
+            except Exception:  # noqa: S110 (still failing: said below)
+                pass
+            else:
+                self._writes_succeed()
+                return None
+        return f"database writes have failed for {now - since:.0f} s"
+
+    def _writes_fail(self) -> None:
+        self._last_failure = time.monotonic()
+        if self._failing_since is None:
+            self._failing_since = self._last_failure
+
+    def _writes_succeed(self) -> None:
+        if self._failing_since is not None:
+            self._failing_since = None
+            left_out = self._throttle.reset()
+            log.warning("database writes succeed again (%d failures were not logged)", left_out)
 
     # Entry points -------------------------------------------------------------------------
 
@@ -231,12 +273,17 @@ class MessageHandler:
                 _Store(self._identity, receipt, reading, size, replaces, sender_id)
             )
         except Exception as exc:
+            self._writes_fail()
+            name = type(exc).__name__
             if isinstance(exc, SQLAlchemyError | self._dbapi_error):
-                log.error("message not stored: database error %s", type(exc).__name__)
-            else:
-                log.exception("message not processed: internal error")
+                self._throttle.error(name, "message not stored: database error %s", name)
+            else:  # where, not the error's text, which may quote the message
+                self._throttle.error(
+                    name, "message not processed: internal error %s at %s", name, _where(exc)
+                )
             problem = rejected("207", "the message could not be processed now; resend it later")
             return self._record_failure(receipt, reading, problem)
+        self._writes_succeed()
         if reply.code != "AA":
             log.info(
                 "message %s from %s answered %s",
@@ -284,8 +331,17 @@ class MessageHandler:
                 )
             return replace(reply, message_id=message_id)
         except (SQLAlchemyError, self._dbapi_error):
-            log.error("failed message could not be recorded either")
+            self._throttle.error("record", "failed message could not be recorded either")
             return reply
+
+
+@dataclass(frozen=True)
+class _Probe:
+    """A unit of work that only writes (flagging.db.write_probe): can messages be stored?"""
+
+    def __call__(self, raw: Raw) -> Reply:
+        write_probe(raw)
+        return Reply("", b"")
 
 
 @dataclass(frozen=True)
