@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
+from api.blueprints import ingest
 from flagging import organisations
 from flagging.db import Database
 from flagging.models import Document, InboundMessage
@@ -119,3 +121,17 @@ def test_bodies_that_once_got_a_500_are_answered_with_an_ack_and_recorded(
     assert f"MSA|{code}|".encode() in response.data
     with db.transaction() as session:
         assert session.scalars(select(InboundMessage.raw)).all() == [body]
+
+
+def test_a_database_that_cannot_be_reached_is_503_with_retry_after_not_500(
+    client: FlaskClient, sender_token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unreachable(session: object, token: str) -> None:
+        raise OperationalError("SELECT", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(ingest, "sender_by_token", unreachable)
+
+    response = _post(client, samples.mdm(control_id="DOWN"), sender_token)
+
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "30"
