@@ -139,9 +139,15 @@ def _token(output: str) -> str:
     raise RuntimeError(f"no token in the output of senders add: {output!r}")
 
 
-def _recorded(database: Path) -> int:
+def _recorded(database: Path) -> tuple[int, int]:
+    """Rows in inbound_messages, and those answered by the last line of defence."""
     with sqlite3.connect(database) as conn:
-        return int(conn.execute("SELECT count(*) FROM inbound_messages").fetchone()[0])
+        rows = int(conn.execute("SELECT count(*) FROM inbound_messages").fetchone()[0])
+        unexpected = conn.execute(
+            "SELECT count(*) FROM inbound_messages WHERE error_text LIKE ?",
+            (fuzzing.UNEXPECTED + "%",),
+        ).fetchone()[0]
+    return rows, int(unexpected)
 
 
 def _rss(label: str, rss: tuple[float, float]) -> str:
@@ -187,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
         rss_end = service.rss_mib()
     finally:
         service.stop()
-    recorded = _recorded(service.database)
+    recorded, unexpected = _recorded(service.database)
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -211,6 +217,7 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"  ACK codes {dict(sorted(http.codes.items()))}")
     print(f"recorded: {recorded} rows in inbound_messages for {mllp.sent + http.sent} inputs")
+    print(f"answered by the last line of defence (AR 207, something broke): {unexpected}")
     print(
         f"service log lines: {service.log_lines} (and {service.access_lines} lines of the web"
         " server's access log)"

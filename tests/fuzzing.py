@@ -30,6 +30,8 @@ from tests import samples
 
 VT, FS, CR = b"\x0b", b"\x1c", b"\r"
 ACK_CODES = frozenset({b"AA", b"AE", b"AR", b"CA", b"CE", b"CR"})
+# error_text of the inbound edge's last line of defence: an input that broke something.
+UNEXPECTED = "the message could not be processed"
 MAX_INPUT = 64 * 1024
 
 INTERESTING = (
@@ -103,8 +105,8 @@ INTERESTING = (
 
 
 def seeds(corpus: Path | None = samples.CORPUS) -> list[bytes]:
-    """Our samples, and each corpus message twice: as sent and addressed from our registered
-    sender (so that it reaches the documents, not only the sender check)."""
+    """Our samples, and each corpus message twice: as sent, and from our registered sender
+    with an NHS number (so that it reaches the documents, not only the first checks)."""
     found = [
         samples.mdm(),
         samples.mdm("T11", lines=()),
@@ -121,16 +123,26 @@ def seeds(corpus: Path | None = samples.CORPUS) -> list[bytes]:
 
 
 def _as_our_sender(message: bytes) -> bytes:
+    """The message from our registered sender, with an NHS number added to PID-3 (most of
+    the corpus has none), so that it reaches the documents."""
     if len(message) < 8 or not message.startswith(b"MSH"):
         return message
     sep = message[3:4]
-    line, _, rest = message.partition(CR)
-    fields = line.split(sep)
+    segments = message.split(CR)
+    fields = segments[0].split(sep)
     while len(fields) < 12:
         fields.append(b"")
     fields[3] = samples.SENDER.encode()
     fields[10] = b"P"
-    return sep.join(fields) + CR + rest
+    segments[0] = sep.join(fields)
+    for i, segment in enumerate(segments):
+        if segment.startswith(b"PID" + sep):
+            pid = segment.split(sep)
+            while len(pid) < 4:
+                pid.append(b"")
+            pid[3] = samples.NHS_NUMBERS[2].encode() + b"^^^NHS^NH~" + pid[3]
+            segments[i] = sep.join(pid)
+    return CR.join(segments)
 
 
 class Mutator:

@@ -29,6 +29,13 @@ def _recorded(db: Database) -> int:
         return int(session.scalar(select(func.count()).select_from(InboundMessage)) or 0)
 
 
+def _unexpected(db: Database) -> int:
+    """Inputs answered by the last line of defence: something broke that should not have."""
+    with db.transaction() as session:
+        query = select(func.count()).where(InboundMessage.error_text.startswith(fuzzing.UNEXPECTED))
+        return int(session.scalar(query) or 0)
+
+
 def test_every_mutated_input_over_mllp_is_answered_with_a_well_formed_ack_and_recorded(
     listener: MLLPListener, db: Database
 ) -> None:
@@ -44,6 +51,7 @@ def test_every_mutated_input_over_mllp_is_answered_with_a_well_formed_ack_and_re
     ), tally.examples
     assert set(tally.codes) >= {"AA", "AE", "AR"}  # the mutations reach every outcome
     assert _recorded(db) == MLLP_INPUTS
+    assert _unexpected(db) == 0
 
 
 @pytest.fixture
@@ -74,3 +82,4 @@ def test_every_mutated_input_over_http_is_answered_and_none_is_a_500(
     ), tally.examples
     assert tally.other_status == {}
     assert _recorded(db) == HTTP_INPUTS
+    assert _unexpected(db) == 0
