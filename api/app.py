@@ -6,6 +6,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -98,10 +99,12 @@ def create_app(
     ingest: IngestFunction | None = None,
     reprocess: ReprocessFunction | None = None,
     annotate: AnnotateFunction | None = None,
+    write_problem: Callable[[], str | None] | None = None,
 ) -> Flask:
     """Build the web app. `ingest` processes an HL7 message and `reprocess` runs a stored one
     again, `annotate` writes the ZFL flag into a stored message for a GP practice (all wired by
-    the composition root, since api must not import hl7)."""
+    the composition root, since api must not import hl7). `write_problem` says why messages
+    cannot be stored now, or None (readiness)."""
     settings = settings or load_settings()
     app = Flask(__name__, instance_path=str(settings.instance_path))
     app.config.update(
@@ -118,6 +121,7 @@ def create_app(
     app.extensions["flagging.ingest"] = ingest
     app.extensions["flagging.reprocess"] = reprocess
     app.extensions["flagging.annotate"] = annotate
+    app.extensions["flagging.write_problem"] = write_problem
 
     # Before any blueprint: every <int:...> in a URL is then bounded like the ids it names.
     app.url_map.converters["int"] = DatabaseIntConverter

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import ipaddress
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from flask import Flask
 
 from api import create_app
 from config import Settings
+from flagging import memory
 from flagging.db import Database
 from flagging.gp import Annotation
 from hl7.annotate import annotate
@@ -38,6 +41,7 @@ def web_app(services: Services) -> Flask:
 
     def ingest(raw: bytes, *, transport: str, peer: str, sender_id: int) -> tuple[str, bytes]:
         reply = handler.handle(raw, transport=transport, peer=peer, sender_id=sender_id)
+        memory.after(len(raw))
         return reply.code, reply.ack
 
     def reprocess(message_id: int) -> tuple[str, int | None]:
@@ -55,6 +59,7 @@ def web_app(services: Services) -> Flask:
         ingest=ingest,
         reprocess=reprocess,
         annotate=annotate_for_gp,
+        write_problem=handler.write_problem,
     )
 
 
@@ -76,4 +81,26 @@ def mllp_listener(services: Services, *, port: int | None = None) -> MLLPListene
         idle_timeout=settings.mllp_idle_timeout,
         max_message_bytes=settings.max_message_bytes,
         ssl_context=context,
+        frame_deadline=settings.mllp_frame_deadline,
+        max_connections_per_address=settings.mllp_max_connections_per_address,
+        reserved_connections=settings.mllp_reserved_connections,
+        reserved_for=in_networks(settings.mllp_reserved_networks),
     )
+
+
+def in_networks(networks: tuple[str, ...]) -> Callable[[str], bool] | None:
+    """Whether a peer address is in one of `networks` (CIDR); None when there are none."""
+    if not networks:
+        return None
+    parsed = [ipaddress.ip_network(n, strict=False) for n in networks]
+
+    def reserved_for(address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in network for network in parsed)
+
+    return reserved_for

@@ -6,6 +6,7 @@ The web app, the MLLP listener, the scheduler and Alembic all read settings thro
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import tomllib
@@ -32,6 +33,15 @@ class Settings:
     mllp_port: int = 2575
     mllp_max_connections: int = 64
     mllp_idle_timeout: float = 300.0
+    # Seconds a connection has to deliver a whole frame once its first byte arrives: the idle
+    # timeout only counts silence, and a byte every few seconds would hold a slot forever.
+    mllp_frame_deadline: float = 60.0
+    # At most this many connections from one source address, so one host cannot take them all.
+    mllp_max_connections_per_address: int = 16
+    # Slots only registered senders' networks may use (`mllp_reserved_networks`, and the
+    # senders' bindings where the composition root wires them).
+    mllp_reserved_connections: int = 16
+    mllp_reserved_networks: tuple[str, ...] = ()
     mllp_tls_cert: str = ""
     mllp_tls_key: str = ""
     # A CA file: when set, the listener requires each client to present a certificate it
@@ -175,6 +185,42 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     except LookupError:
         raise ConfigError(f"FLAGGING_FALLBACK_CHARSET {fallback!r} is not a known codec") from None
 
+    max_connections = _int(
+        get("FLAGGING_MLLP_MAX_CONNECTIONS", "64"), "FLAGGING_MLLP_MAX_CONNECTIONS"
+    )
+    per_address = _int(
+        get("FLAGGING_MLLP_MAX_CONNECTIONS_PER_ADDRESS", "16"),
+        "FLAGGING_MLLP_MAX_CONNECTIONS_PER_ADDRESS",
+    )
+    reserved = _int(
+        get("FLAGGING_MLLP_RESERVED_CONNECTIONS", "16"), "FLAGGING_MLLP_RESERVED_CONNECTIONS"
+    )
+    if max_connections < 1 or not 1 <= per_address <= max_connections:
+        raise ConfigError(
+            "FLAGGING_MLLP_MAX_CONNECTIONS_PER_ADDRESS must be between 1 and "
+            "FLAGGING_MLLP_MAX_CONNECTIONS"
+        )
+    if not 0 <= reserved < max_connections:
+        raise ConfigError(
+            "FLAGGING_MLLP_RESERVED_CONNECTIONS must be at least 0 and below "
+            "FLAGGING_MLLP_MAX_CONNECTIONS"
+        )
+    reserved_networks = tuple(
+        n.strip() for n in get("FLAGGING_MLLP_RESERVED_NETWORKS").split(",") if n.strip()
+    )
+    for network in reserved_networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"FLAGGING_MLLP_RESERVED_NETWORKS: {network!r} is not a network (CIDR)"
+            ) from None
+    frame_deadline = _float(
+        get("FLAGGING_MLLP_FRAME_DEADLINE", "60"), "FLAGGING_MLLP_FRAME_DEADLINE"
+    )
+    if frame_deadline <= 0:
+        raise ConfigError("FLAGGING_MLLP_FRAME_DEADLINE must be a positive number of seconds")
+
     max_bytes = _int(get("FLAGGING_MAX_MESSAGE_BYTES", str(16 * MIB)), "FLAGGING_MAX_MESSAGE_BYTES")
     if max_bytes < 1024:
         raise ConfigError("FLAGGING_MAX_MESSAGE_BYTES must be at least 1024")
@@ -192,12 +238,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         http_port=_int(get("FLAGGING_HTTP_PORT", "8000"), "FLAGGING_HTTP_PORT"),
         mllp_host=get("FLAGGING_MLLP_HOST", "127.0.0.1"),
         mllp_port=_int(get("FLAGGING_MLLP_PORT", "2575"), "FLAGGING_MLLP_PORT"),
-        mllp_max_connections=_int(
-            get("FLAGGING_MLLP_MAX_CONNECTIONS", "64"), "FLAGGING_MLLP_MAX_CONNECTIONS"
-        ),
+        mllp_max_connections=max_connections,
         mllp_idle_timeout=_float(
             get("FLAGGING_MLLP_IDLE_TIMEOUT", "300"), "FLAGGING_MLLP_IDLE_TIMEOUT"
         ),
+        mllp_frame_deadline=frame_deadline,
+        mllp_max_connections_per_address=per_address,
+        mllp_reserved_connections=reserved,
+        mllp_reserved_networks=reserved_networks,
         mllp_tls_cert=tls_cert,
         mllp_tls_key=tls_key,
         mllp_tls_client_ca=client_ca,

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import errno
+import logging
+import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,6 +22,39 @@ from flagging.rawsql import Raw
 
 # Execution option marking a connection that only reads (see `Database.reading`).
 READ_ONLY_OPTION = "flagging_read_only"
+WAL_SIZE_LIMIT = 16 * 1024 * 1024
+# Seconds between checkpoints that truncate the WAL (`Database.keep_wal`), and the least time
+# between two attempts made because the WAL outgrew the free space or a write found none.
+CHECKPOINT_INTERVAL = 30.0
+CHECKPOINT_RETRY = 1.0
+_SQLITE_FULL = 13
+LOW_SPACE = 1024 * 1024  # below this, readiness says the volume is full
+
+log = logging.getLogger(__name__)
+
+
+def write_probe(raw: Raw) -> None:
+    """A write that costs nothing but still reaches the disk at commit (readiness checks it
+    while writes fail): SQLite rewrites its header's user_version with the value it has,
+    PostgreSQL takes a transaction id, whose commit is written to its WAL."""
+    if raw.postgres:
+        raw.scalar("SELECT txid_current()", {})
+        return
+    version = int(raw.scalar("PRAGMA user_version", {}) or 0)
+    raw.execute(f"PRAGMA user_version = {version}", {})
+
+
+def is_disk_full(exc: BaseException | None) -> bool:
+    """Whether a write failed for lack of space (SQLite's SQLITE_FULL, or ENOSPC)."""
+    while exc is not None:
+        if getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL:
+            return True
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return True
+        if "database or disk is full" in str(exc):
+            return True
+        exc = exc.__cause__ or getattr(exc, "orig", None)
+    return False
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -51,6 +88,9 @@ def _make_sqlite_durable(engine: Engine) -> None:
         # default) copied the same hot pages into the database over and over. Every 16,000
         # pages (64 MiB of WAL) a hot page is copied once for many messages.
         cursor.execute("PRAGMA wal_autocheckpoint=16000")
+        # After a checkpoint the WAL file is cut back to this size, so that a burst does not
+        # leave it at its largest for good (`Database.keep_wal` truncates it on its own).
+        cursor.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB of pages kept per connection
         # The group commit gives each message a savepoint; their journal is a temporary file,
         # which a batch of messages outgrew (64 KiB) and wrote to disk page by page: an open,
@@ -97,6 +137,10 @@ class Database:
         # spinning in SQLite's busy handler.
         self._write_lock: threading.Lock | None = threading.Lock() if settings.is_sqlite else None
         self._held: PoolProxiedConnection | None = None  # the SQLite writer's, between uses
+        path = settings.database_url.split("///", 1)[-1] if settings.is_sqlite else ""
+        self._sqlite_path = path if path and path != ":memory:" else ""
+        self._last_checkpoint = time.monotonic()
+        self._last_attempt = 0.0
 
     @contextmanager
     def _writer(self) -> Iterator[None]:
@@ -151,6 +195,72 @@ class Database:
         """
         with (self._read_sessions if snapshot else self._statement_sessions)() as session:
             yield session
+
+    def keep_wal(self, error: BaseException | None = None) -> None:
+        """SQLite, after a write transaction (`error`: why it failed, if it did): checkpoint
+        and truncate the WAL every CHECKPOINT_INTERVAL seconds, when a write failed for lack
+        of space, and when the WAL has outgrown the free space left on its volume. Otherwise
+        it is checkpointed only at 64 MiB (wal_autocheckpoint), more than a small volume has,
+        and once that is full nothing can be written, not even the checkpoint."""
+        if not self._sqlite_path:
+            return
+        now = time.monotonic()
+        if now - self._last_checkpoint < CHECKPOINT_INTERVAL:
+            if now - self._last_attempt < CHECKPOINT_RETRY:
+                return
+            if not is_disk_full(error) and not self._wal_outgrows_free_space():
+                return
+        self._last_attempt = now
+        if self.checkpoint():
+            self._last_checkpoint = now
+
+    def _wal_outgrows_free_space(self) -> bool:
+        try:
+            wal = os.path.getsize(self._sqlite_path + "-wal")
+            volume = os.statvfs(os.path.dirname(os.path.abspath(self._sqlite_path)))
+        except OSError:
+            return False
+        return wal > volume.f_bavail * volume.f_frsize
+
+    def low_on_space(self) -> str | None:
+        """SQLite: why its volume is too full to take messages (less than LOW_SPACE left), or
+        None. PostgreSQL's server says so itself, by failing."""
+        if not self._sqlite_path:
+            return None
+        try:
+            volume = os.statvfs(os.path.dirname(os.path.abspath(self._sqlite_path)))
+        except OSError:
+            return None
+        free = volume.f_bavail * volume.f_frsize
+        if free >= LOW_SPACE:
+            return None
+        return f"the database's volume has {free // 1024} KiB free"
+
+    def checkpoint(self) -> bool:
+        """Copy the WAL into the database and truncate it (SQLite); False if it could not be
+        done now (a reader still needs the WAL, or there is no room for the database to grow).
+        On its own short-lived connection, so that it waits for nobody for long."""
+        if not self._sqlite_path:
+            return True
+        try:
+            conn = sqlite3.connect(self._sqlite_path, timeout=0.2, isolation_level=None)
+            try:
+                busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            log.debug("WAL checkpoint failed: %s", exc)
+            return False
+        return bool(busy == 0)
+
+    def release_writer(self) -> None:
+        """Close SQLite's kept writer connection (the next transaction opens another): after a
+        large message its page cache and its cached statements, whose bindings keep a copy
+        of the last values bound, hold tens of MiB for nothing."""
+        with self._writer():
+            if self._held is not None:
+                self._held.invalidate()  # closes the DBAPI connection, not only the checkout
+                self._held = None
 
     def dispose(self) -> None:
         with self._writer():
@@ -233,6 +343,7 @@ class GroupCommit(Generic[T]):
             outcomes = run_batch(self._db, [job.work for job in batch], self._integrity_error)
         except Exception as exc:  # the commit (or the connection) failed: nothing was stored
             outcomes = [(None, exc)] * len(batch)
+        self._db.keep_wal(next((e for _, e in outcomes if e is not None), None))
         for job, (result, error) in zip(batch, outcomes, strict=True):
             job.result, job.error, job.done = result, error, True
             if not job.lead:  # the leader (the one job here with `lead`) is awake

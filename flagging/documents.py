@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from flagging import feed
 from flagging.errors import Conflict, NotFound
+from flagging.ingest import bounded_key
 from flagging.models import Decision, Document, DocumentVersion, ScreeningHit, ScreeningRule
 from flagging.organisations import get_practice
 
@@ -66,6 +67,7 @@ def route_document(session: Session, document_id: int, practice_ods_code: str) -
 def find_by_number(session: Session, sender_id: int, document_number: str) -> Document | None:
     """A sender's document by its number (TXA-12 / OBR-3): the thread's first number, or the
     number of any later version (a replacement may carry its own)."""
+    document_number = bounded_key(document_number)
     document = session.scalars(
         select(Document).where(
             Document.sender_id == sender_id, Document.document_number == document_number

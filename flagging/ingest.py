@@ -49,8 +49,29 @@ _FIND_ACCEPTED = (
 )
 
 
+# The longest key a column holds (String(199)): longer values are stored as a prefix and a
+# hash of the whole value, so that storing and looking up agree at any length.
+KEY_LENGTH = 199
+_KEY_PREFIX = KEY_LENGTH - 65
+
+
+def bounded_key(value: str) -> str:
+    """`value` itself when it fits a key column, else its first characters, "#" and the
+    SHA-256 of the whole value: distinct values stay distinct, equal ones stay equal."""
+    if len(value) <= KEY_LENGTH:
+        return value
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{value[:_KEY_PREFIX]}#{digest}"
+
+
+def _column(value: str, limit: int) -> str:
+    """A display column's value: bounded, and without NUL, which PostgreSQL text refuses
+    (the raw bytes keep what was sent)."""
+    return value.replace("\x00", "")[:limit]
+
+
 def find_accepted(raw: Raw, sender_id: int, control_id: str) -> AcceptedMessage | None:
-    row = raw.one(_FIND_ACCEPTED, {"sender": sender_id, "control": control_id})
+    row = raw.one(_FIND_ACCEPTED, {"sender": sender_id, "control": bounded_key(control_id)})
     if row is None:
         return None
     return AcceptedMessage(row[0], row[1], bytes(row[2]) if row[2] is not None else None)
@@ -87,25 +108,25 @@ def record_message(
     params = {
         "received_at": raw.timestamp(receipt.received_at),
         "transport": receipt.transport,
-        "peer": receipt.peer[:100],
+        "peer": _column(receipt.peer, 100),
         # A resend's bytes are those of the message it repeats: keep one copy.
         "raw": None if duplicate_of else receipt.raw,
         "size": len(receipt.raw) if size is None else size,
         "content_hash": duplicate_of.content_hash if duplicate_of else content_hash(receipt.raw),
         "sender_id": sender_id,
-        "sending_facility": receipt.sending_facility[:180],
-        "sending_application": receipt.sending_application[:180],
-        "control_id": receipt.control_id[:199],
+        "sending_facility": _column(receipt.sending_facility, 180),
+        "sending_application": _column(receipt.sending_application, 180),
+        "control_id": _column(receipt.control_id, 199),
         # The first accepted message for a sender and MSH-10 claims the key (unique index).
-        "control_key": receipt.control_id[:199] if accepted and receipt.control_id else None,
-        "message_type": receipt.message_type[:20],
-        "version": receipt.version[:20],
+        "control_key": bounded_key(receipt.control_id) if accepted and receipt.control_id else None,
+        "message_type": _column(receipt.message_type, 20),
+        "version": _column(receipt.version, 20),
         "outcome": outcome.value,
         "ack_code": ack_code,
         "ack": ack,
         "error_code": problem.code if problem else "",
-        "error_location": problem.location[:40] if problem else "",
-        "error_text": problem.text if problem else "",
+        "error_location": _column(problem.location, 40) if problem else "",
+        "error_text": _column(problem.text, 2000) if problem else "",
         "duplicate_of_id": duplicate_of.id if duplicate_of else None,
     }
     return raw.insert(_INSERT_MESSAGE, params)
@@ -239,8 +260,10 @@ def store_document(
     give it its first visibility; put it into the practice's feed. Returns the document id.
 
     `screened` is `screen_ahead(doc)`, if it was called."""
+    number, parent_number = bounded_key(doc.number), bounded_key(doc.parent_number)
     document_id = raw.scalar(
-        _THREAD_OF, {"sender": sender.id, "number": doc.number, "parent": doc.parent_number}
+        _THREAD_OF,
+        {"sender": sender.id, "number": number, "parent": parent_number},
     )
     content, content_type = doc.content, doc.content_type
     flag = _source_flag(doc, sender.txa18_v_policy)
@@ -332,7 +355,7 @@ def store_document(
             {
                 **common,
                 "sender": sender.id,
-                "number": doc.number,
+                "number": number,
                 "kind": doc.kind,
                 "status": (
                     DocumentStatus.WITHDRAWN if doc.cancel else DocumentStatus.CURRENT
@@ -452,8 +475,8 @@ def _insert_version(
             "version": version_number,
             "message": message_id,
             "sender": sender_id,
-            "number": doc.number,
-            "parent": doc.parent_number,
+            "number": bounded_key(doc.number),
+            "parent": bounded_key(doc.parent_number),
             "event": doc.event,
             "change": change.value,
             "author_name": doc.author_name[:250],
@@ -463,7 +486,7 @@ def _insert_version(
             "confidentiality": doc.confidentiality[:5],
             "availability": doc.availability[:5],
             "placer_number": doc.placer_number[:199],
-            "content_type": content_type,
+            "content_type": content_type[:100],
             "content": content,
             "source": initial.source.value if initial.source else "",
             "reason": initial.reason,

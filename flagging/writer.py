@@ -36,7 +36,9 @@ from typing import Any, Generic, TypeVar
 
 from config import Settings
 from config.logs import configure_logging
+from flagging import memory
 from flagging.db import Database, acquired_lock, run_batch
+from flagging.logs import Throttle
 from flagging.rawsql import Raw
 
 log = logging.getLogger(__name__)
@@ -178,7 +180,9 @@ def serve(units: Connection, replies: Connection, max_batch: int = 32) -> None:
     """The writer process: settings, then batches of units in; one commit each; results out."""
     settings: Settings = pickle.loads(units.recv_bytes())  # noqa: S301
     configure_logging(settings.log_level, settings.log_format)
+    memory.tune()
     db = Database(settings)
+    throttle = Throttle(log)
     integrity_error: type[Exception] = db.engine.dialect.loaded_dbapi.IntegrityError
     try:
         while True:
@@ -196,9 +200,18 @@ def serve(units: Connection, replies: Connection, max_batch: int = 32) -> None:
             except Exception as exc:  # the commit failed: nothing in the batch was stored
                 outcomes = [(None, exc)] * len(jobs)
             # The traceback is only here (the listener gets the error alone); a failed commit
-            # is the same error for every unit.
-            for error in {id(e): e for _, e in outcomes if e is not None}.values():
-                log.error("a unit failed in the writer process", exc_info=error)
+            # is the same error for every unit, and a failure that repeats (a full disk) is
+            # one line a second.
+            errors = {id(e): e for _, e in outcomes if e is not None}.values()
+            for error in errors:
+                throttle.error(
+                    f"unit {type(error).__name__}",
+                    "a unit failed in the writer process",
+                    exc_info=error,
+                )
+            db.keep_wal(next(iter(errors), None))
+            if not errors and throttle.active():
+                log.warning("units succeed again (%d failures were not logged)", throttle.reset())
             answers = [
                 (key, result, _picklable(error))
                 for (key, _), (result, error) in zip(jobs, outcomes, strict=True)
@@ -206,6 +219,11 @@ def serve(units: Connection, replies: Connection, max_batch: int = 32) -> None:
             replies.send_bytes(pickle.dumps(answers, pickle.HIGHEST_PROTOCOL))
             if stop:
                 return
+            size = max(len(data) for data in batch)
+            del batch, jobs, outcomes, answers  # before the trim, so that it can give them back
+            if size >= memory.LARGE:
+                db.release_writer()
+            memory.after(size)
     finally:
         db.dispose()
 

@@ -7,7 +7,7 @@ import ssl
 from types import TracebackType
 
 from hl7.errors import FramingError
-from hl7.mllp import Frame, FrameDecoder, encode
+from hl7.mllp import Frame, FrameDecoder, TruncatedFrame, encode
 
 MAX_ACK_BYTES = 1024 * 1024
 
@@ -20,8 +20,11 @@ class MLLPClient:
         *,
         timeout: float = 30.0,
         ssl_context: ssl.SSLContext | None = None,
+        source_address: tuple[str, int] | None = None,
     ) -> None:
-        sock = socket.create_connection((host, port), timeout=timeout)
+        sock = socket.create_connection(
+            (host, port), timeout=timeout, source_address=source_address
+        )
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock = ssl_context.wrap_socket(sock, server_hostname=host) if ssl_context else sock
         self._decoder = FrameDecoder(MAX_ACK_BYTES)
@@ -43,6 +46,8 @@ class MLLPClient:
             if not data:
                 raise ConnectionError("the server closed the connection before acknowledging")
             for event in self._decoder.feed(data):
+                if isinstance(event, TruncatedFrame):
+                    continue  # the server began it again: the next frame is the answer
                 if not isinstance(event, Frame):
                     raise FramingError("the acknowledgement was too large")
                 self._pending.append(event.payload)

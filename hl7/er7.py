@@ -281,7 +281,8 @@ def _escape_sequence(seq: str, separators: Separators, formatted: bool) -> str |
         return ""
     if seq.startswith("X") and len(seq) > 1:
         try:
-            return bytes.fromhex(seq[1:]).decode("latin-1")
+            # NUL is not text (and PostgreSQL refuses it in text columns).
+            return bytes.fromhex(seq[1:]).decode("latin-1").replace("\x00", "")
         except ValueError:
             return None
     if seq.startswith("."):  # formatting commands (.br, .sp, .in, .ti, .sk, .ce, .fi, .nf)

@@ -13,6 +13,7 @@ failure never touches another's. The rules:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import dataclass, field, replace
@@ -21,8 +22,9 @@ from datetime import UTC, datetime
 from sqlalchemy.exc import SQLAlchemyError
 
 from config import Settings
+from flagging import memory
 from flagging.bindings import Peer, is_refusal, may_send, refusal
-from flagging.db import Database, GroupCommit
+from flagging.db import Database, GroupCommit, write_probe
 from flagging.errors import Conflict, NotFound
 from flagging.inbound import DocumentInput, Receipt
 from flagging.ingest import (
@@ -33,6 +35,7 @@ from flagging.ingest import (
     screen_ahead,
     store_document,
 )
+from flagging.logs import Throttle
 from flagging.models import InboundMessage, MessageOutcome
 from flagging.organisations import sender_policy
 from flagging.rawsql import Raw
@@ -46,6 +49,7 @@ from hl7.parsing import Header, check_supported, read_documents, read_header
 log = logging.getLogger(__name__)
 
 REPROCESSABLE = (MessageOutcome.QUARANTINED, MessageOutcome.REJECTED)
+PROBE_AFTER = 5.0  # seconds without a failed message before readiness tries a probe write
 _MARK_REPROCESSED = (
     "UPDATE inbound_messages SET outcome = :outcome, reprocessed_as_id = :as WHERE id = :id"
 )
@@ -105,6 +109,7 @@ class MessageHandler:
         see flagging/writer.py); `close()` stops it."""
         self.db = db
         self.settings = settings
+        memory.tune()
         self._identity = Identity(settings.application_name, settings.facility_name)
         self._group: GroupCommit[Reply] | WriterProcess[Reply]
         if writer_process:
@@ -116,10 +121,50 @@ class MessageHandler:
         # writer process (otherwise every transaction refreshes it, flagging.screening).
         self._rules_due: float | None = 0.0 if writer_process else None
         self._dbapi_error: type[Exception] = db.engine.dialect.loaded_dbapi.Error
+        # A failure that repeats (the database down, the disk full) is one log line a second.
+        self._throttle = Throttle(log)
+        self._failing_since: float | None = None  # since when writes have failed
+        self._probe_due = 0.0
+        self._last_failure = 0.0
 
     def close(self) -> None:
         if isinstance(self._group, WriterProcess):
             self._group.close()
+
+    def write_problem(self) -> str | None:
+        """Why messages cannot be stored now (for readiness), or None when they can. While
+        writes fail, a probe write is tried at most once a second, so that readiness comes
+        back without waiting for a message."""
+        since = self._failing_since
+        if since is None:
+            return None
+        now = time.monotonic()
+        low = self.db.low_on_space()
+        if low:
+            return low
+        # Messages still arriving say best whether they can be stored; the probe (a write of
+        # a few bytes) speaks only when they have stopped for a while.
+        if now >= self._probe_due and now - self._last_failure >= PROBE_AFTER:
+            self._probe_due = now + 1.0
+            try:
+                self._group.run(_Probe())
+            except Exception:  # noqa: S110 (still failing: said below)
+                pass
+            else:
+                self._writes_succeed()
+                return None
+        return f"database writes have failed for {now - since:.0f} s"
+
+    def _writes_fail(self) -> None:
+        self._last_failure = time.monotonic()
+        if self._failing_since is None:
+            self._failing_since = self._last_failure
+
+    def _writes_succeed(self) -> None:
+        if self._failing_since is not None:
+            self._failing_since = None
+            left_out = self._throttle.reset()
+            log.warning("database writes succeed again (%d failures were not logged)", left_out)
 
     # Entry points -------------------------------------------------------------------------
 
@@ -138,20 +183,49 @@ class MessageHandler:
         `connection` is the MLLP connection it came on: MSH-4 must name a sender bound to it
         (flagging/bindings.py).
         """
-        reading = _read(raw, self.settings)
-        if connection is not None:
-            self._check_binding(reading, connection)
-        return self._handle(raw, reading, transport, peer, sender_id=sender_id)
+        try:
+            reading = _read(raw, self.settings)
+            if connection is not None:
+                self._check_binding(reading, connection)
+            return self._handle(raw, reading, transport, peer, sender_id=sender_id)
+        except Exception as exc:  # the last line of defence: answer, never drop
+            return self._unexpected(raw, exc, transport, peer)
 
     def handle_oversize(self, head: bytes, size: int, *, transport: str, peer: str = "") -> Reply:
         """Answer AR to a message over the size limit; its first bytes are kept as evidence."""
-        reading = _read_header_only(head)
-        reading.rejection = rejected(
-            "207",
-            f"the message is {size} bytes, over this service's limit of "
-            f"{self.settings.max_message_bytes} bytes; only its first {len(head)} bytes were kept",
-        )
-        return self._handle(head, reading, transport, peer, size=size)
+        try:
+            reading = _read_header_only(head)
+            reading.rejection = rejected(
+                "207",
+                f"the message is {size} bytes, over this service's limit of "
+                f"{self.settings.max_message_bytes} bytes; only its first {len(head)} bytes "
+                "were kept",
+            )
+            return self._handle(head, reading, transport, peer, size=size)
+        except Exception as exc:
+            return self._unexpected(head, exc, transport, peer)
+
+    def record_truncated(self, head: bytes, size: int, *, transport: str, peer: str = "") -> None:
+        """Keep a frame the sender abandoned by starting another: it gets no answer (the
+        sender no longer waits for one), but it is not lost either."""
+        try:
+            header = _best_effort_header(head)
+            receipt = _receipt(head, header, transport, peer)
+            with self.db.writer() as raw:
+                record_message(
+                    raw,
+                    receipt,
+                    MessageOutcome.TRUNCATED,
+                    ack_code="",
+                    ack=None,
+                    problem=rejected(
+                        "100",
+                        f"the frame was cut short by a new start block after {size} bytes",
+                    ).problem,
+                    size=size,
+                )
+        except Exception as exc:
+            log.error("truncated frame %s not recorded: %s", _fingerprint(head), type(exc).__name__)
 
     def reprocess(self, message_id: int) -> Reply:
         """Run a quarantined or rejected message again, after its registration was fixed."""
@@ -233,17 +307,7 @@ class MessageHandler:
         sender_id: int | None = None,
     ) -> Reply:
         header = reading.header
-        receipt = Receipt(
-            raw=raw,
-            received_at=datetime.now(UTC),
-            transport=transport,
-            peer=peer,
-            sending_facility=header.sending_facility if header else "",
-            sending_application=header.sending_application if header else "",
-            control_id=header.control_id if header else "",
-            message_type=header.type_label if header else "",
-            version=header.version if header else "",
-        )
+        receipt = _receipt(raw, header, transport, peer)
         if reading.rejection is None and reading.documents is not None:
             # Outside the writer lock, which every connection's messages queue for.
             reading.accept_ack = self._identity.reply(header, "AA", None, reading.charset).ack
@@ -254,12 +318,17 @@ class MessageHandler:
                 _Store(self._identity, receipt, reading, size, replaces, sender_id)
             )
         except Exception as exc:
+            self._writes_fail()
+            name = type(exc).__name__
             if isinstance(exc, SQLAlchemyError | self._dbapi_error):
-                log.error("message not stored: database error %s", type(exc).__name__)
-            else:
-                log.exception("message not processed: internal error")
+                self._throttle.error(name, "message not stored: database error %s", name)
+            else:  # where, not the error's text, which may quote the message
+                self._throttle.error(
+                    name, "message not processed: internal error %s at %s", name, _where(exc)
+                )
             problem = rejected("207", "the message could not be processed now; resend it later")
             return self._record_failure(receipt, reading, problem)
+        self._writes_succeed()
         if reply.code != "AA":
             log.info(
                 "message %s from %s answered %s",
@@ -268,6 +337,27 @@ class MessageHandler:
                 reply.code,
             )
         return reply
+
+    def _unexpected(self, raw: bytes, exc: Exception, transport: str, peer: str) -> Reply:
+        """AR 207 for an input that broke something unforeseen: recorded when the database
+        allows, logged by its hash and where it failed, never by its text."""
+        log.error(
+            "input %s (%d bytes) failed unexpectedly: %s at %s",
+            _fingerprint(raw),
+            len(raw),
+            type(exc).__name__,
+            _where(exc),
+        )
+        problem = rejected("207", "the message could not be processed; resend it later")
+        try:
+            header = _best_effort_header(raw)
+        except Exception:
+            header = None
+        reading = _Reading(header=header)
+        try:
+            return self._record_failure(_receipt(raw, header, transport, peer), reading, problem)
+        except Exception:
+            return self._identity.reply(None, "AR", problem, "latin-1")
 
     def _record_failure(
         self, receipt: Receipt, reading: _Reading, problem: MessageRejected
@@ -286,8 +376,17 @@ class MessageHandler:
                 )
             return replace(reply, message_id=message_id)
         except (SQLAlchemyError, self._dbapi_error):
-            log.error("failed message could not be recorded either")
+            self._throttle.error("record", "failed message could not be recorded either")
             return reply
+
+
+@dataclass(frozen=True)
+class _Probe:
+    """A unit of work that only writes (flagging.db.write_probe): can messages be stored?"""
+
+    def __call__(self, raw: Raw) -> Reply:
+        write_probe(raw)
+        return Reply("", b"")
 
 
 @dataclass(frozen=True)
@@ -395,6 +494,36 @@ class _Store:
         return Reply("AA", reading.accept_ack, message_id)
 
 
+def _receipt(raw: bytes, header: Header | None, transport: str, peer: str) -> Receipt:
+    return Receipt(
+        raw=raw,
+        received_at=datetime.now(UTC),
+        transport=transport,
+        peer=peer,
+        sending_facility=header.sending_facility if header else "",
+        sending_application=header.sending_application if header else "",
+        control_id=header.control_id if header else "",
+        message_type=header.type_label if header else "",
+        version=header.version if header else "",
+    )
+
+
+def _fingerprint(raw: bytes) -> str:
+    """What logs say about an input: enough to find it again, nothing of what it says."""
+    return "sha256:" + hashlib.sha256(raw).hexdigest()[:16]
+
+
+def _where(exc: BaseException) -> str:
+    """The innermost frame of a traceback, as file:line in function (no values, no text)."""
+    tb = exc.__traceback__
+    if tb is None:
+        return "?"
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    code = tb.tb_frame.f_code
+    return f"{code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno} in {code.co_name}"
+
+
 def _mark_reprocessed(raw: Raw, replaces: int | None, message_id: int) -> None:
     if replaces is not None:
         raw.execute(
@@ -407,20 +536,42 @@ def _read_header_only(raw: bytes) -> _Reading:
     try:
         line, separators = er7.read_header_line(raw)
     except MessageRejected as exc:
-        return _Reading(header=_best_effort_header(raw), rejection=exc)
+        return _Reading(header=_best_effort_header(raw), rejection=_detached(exc))
+    if "\x00" in line:
+        return _Reading(header=_best_effort_header(raw), rejection=_nul_rejection(raw))
     msh = er7.Segment(line.split(separators.field))
     header = read_header(er7.Message(separators, [msh], "latin-1"))
     return _Reading(header=header, header_line=(line, separators))
+
+
+def _detached(exc: MessageRejected) -> MessageRejected:
+    """The rejection without its traceback and context: kept in the reading, they would make
+    a cycle through this frame (reading -> exception -> frame -> reading) that holds the
+    message's bytes until the cyclic collector's next full pass, which on a busy listener is
+    rare: its memory grew by tens of MiB in a fuzz run."""
+    exc.__traceback__ = None
+    exc.__context__ = None
+    exc.__cause__ = None
+    return exc
+
+
+def _nul_rejection(raw: bytes) -> MessageRejected:
+    offset = raw.find(b"\x00")
+    return rejected("100", f"byte 0x00 at offset {offset}: not an HL7 v2 text message", "MSH^1")
 
 
 def _best_effort_header(raw: bytes) -> Header | None:
     """The header of a message whose MSH-2 is unusable, read with the standard separators,
     so that its rejection still echoes MSH-10 and reaches the right sender."""
     data = raw.removeprefix(er7.UTF8_BOM).lstrip(b" \t\r\n")
-    if not data.startswith(b"MSH") or len(data) < 8:
+    if not data.startswith(b"MSH"):
         return None
-    line = data.replace(b"\n", b"\r").split(b"\r", 1)[0].decode("latin-1")
-    fields = line.split(line[3])
+    # NUL never belongs in HL7 text, and PostgreSQL cannot store it in a text column.
+    line = data.replace(b"\n", b"\r").split(b"\r", 1)[0].replace(b"\x00", b"").decode("latin-1")
+    if len(line) < 8:  # a bare "MSH" line has no separator to split on
+        return None
+    # Read with the standard separators, so a "|" left inside a field would break the ACK.
+    fields = [f.replace("|", "") for f in line.split(line[3])]
     msh = er7.Segment(["MSH", er7.DEFAULT_ENCODING_CHARACTERS, *fields[2:]])
     return read_header(er7.Message(er7.DEFAULT_SEPARATORS, [msh], "latin-1"))
 
@@ -433,16 +584,21 @@ def _read(raw: bytes, settings: Settings) -> _Reading:
     assert reading.header is not None
     try:
         check_supported(reading.header, settings.processing_ids)
+        if b"\x00" in raw:
+            raise _nul_rejection(raw)
         message = er7.parse(raw, settings.fallback_charset, reading.header_line)
         reading.charset = message.charset
         assert reading.header_line is not None
         if message.msh.fields != reading.header_line[0].split(message.separators.field):
-            # Decoding per MSH-18 changed the header line (non-ASCII in MSH): read it again.
+            # Decoding per MSH-18 changed the header line (non-ASCII in MSH): read it again,
+            # and check it again: windows-1252 reads 0x85 as an ellipsis where latin-1 read
+            # a control character that the first check stripped as whitespace.
             reading.header = read_header(message)
+            check_supported(reading.header, settings.processing_ids)
         header = reading.header
         if not header.control_id:
             raise content_error("101", "MSH-10 message control id is missing", "MSH^1^10")
         reading.documents = read_documents(message, header)
     except MessageRejected as exc:
-        reading.rejection = exc
+        reading.rejection = _detached(exc)
     return reading

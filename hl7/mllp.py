@@ -15,6 +15,7 @@ END_BLOCK = b"\x1c"  # FS
 CARRIAGE_RETURN = b"\x0d"
 # Enough of an oversize frame to read its MSH and address the rejection.
 OVERSIZE_HEAD_BYTES = 64 * 1024
+LARGE_FRAME = 1024 * 1024
 # Not counted as stray between frames, wherever it sits among other bytes.
 _WHITESPACE = b" \t\r\n\x0b\x0c"
 
@@ -27,6 +28,15 @@ class Frame:
 @dataclass(frozen=True)
 class OversizeFrame:
     """A frame larger than the limit: its first bytes and its full size."""
+
+    head: bytes
+    size: int
+
+
+@dataclass(frozen=True)
+class TruncatedFrame:
+    """A frame the sender abandoned (a new start block before its end block), or one still
+    open when the connection ended: its first bytes and how many bytes it had."""
 
     head: bytes
     size: int
@@ -55,10 +65,18 @@ class FrameDecoder:
         """True while part of a frame has been read: closing now would cut it off."""
         return self._in_frame
 
-    def feed(self, data: bytes) -> list[Frame | OversizeFrame]:
+    def pending(self) -> TruncatedFrame | None:
+        """The frame in hand, if any: what is lost if the connection ends now."""
+        if not self._in_frame:
+            return None
+        if self._discarding:
+            return TruncatedFrame(self._head, self._size)
+        return TruncatedFrame(bytes(self._buffer[:OVERSIZE_HEAD_BYTES]), len(self._buffer))
+
+    def feed(self, data: bytes) -> list[Frame | OversizeFrame | TruncatedFrame]:
         buf = self._buffer
         buf += data
-        events: list[Frame | OversizeFrame] = []
+        events: list[Frame | OversizeFrame | TruncatedFrame] = []
         while buf:
             if not self._in_frame:
                 start = buf.find(START_BLOCK)
@@ -92,10 +110,14 @@ class FrameDecoder:
                 self._reset()
                 continue
             end = buf.find(END_BLOCK, self._scanned)
-            restart = buf.rfind(START_BLOCK, self._scanned, len(buf) if end == -1 else end)
+            restart = buf.find(START_BLOCK, self._scanned, len(buf) if end == -1 else end)
             if restart != -1:
-                # A new frame began before this one ended: the sender gave up on the old one.
+                # A new frame began before this one ended: the sender gave up on the old one,
+                # which is reported (to be recorded) and the new one read.
                 self.abandoned_frames += 1
+                events.append(
+                    TruncatedFrame(bytes(buf[: min(restart, OVERSIZE_HEAD_BYTES)]), restart)
+                )
                 del buf[: restart + 1]
                 self._scanned = 0
                 continue
@@ -110,6 +132,10 @@ class FrameDecoder:
                 break
             payload = bytes(buf[:end])
             del buf[: end + 1]
+            if end > LARGE_FRAME:
+                # A new, small buffer: the old one would keep the large frame's capacity for
+                # as long as the connection lasts.
+                self._buffer = buf = bytearray(buf)
             if len(payload) > self.max_size:
                 events.append(OversizeFrame(payload[:OVERSIZE_HEAD_BYTES], len(payload)))
             else:

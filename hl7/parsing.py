@@ -202,6 +202,8 @@ def parse_datetime(value: str) -> datetime | None:
     if offset:
         sign = 1 if offset[0] == "+" else -1
         delta = timedelta(hours=int(offset[1:3]), minutes=int(offset[3:5]))
+        if delta >= timedelta(hours=24):  # +2500: no such offset, so no such time
+            return None
         return naive.replace(tzinfo=timezone(sign * delta)).astimezone(UTC)
     return naive.replace(tzinfo=UK_TIME).astimezone(UTC)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Protocol, cast
 
 from flask import Blueprint, Response, current_app, request
+from sqlalchemy.exc import SQLAlchemyError
 
 from api.context import database
 from api.problems import problem
@@ -54,9 +55,16 @@ def _bearer_token() -> str:
 def receive_message() -> Response:
     """Receive one HL7 v2 message from a registered sender and answer with its ACK."""
     token = _bearer_token()
-    with database().transaction() as session:
-        credential = sender_by_token(session, token)
-        sender_id = credential.sender.id if credential else None
+    try:
+        with database().transaction() as session:
+            credential = sender_by_token(session, token) if token else None
+            sender_id = credential.sender.id if credential else None
+    except SQLAlchemyError as exc:  # not the body's fault: the sender is to try again
+        response = problem(
+            503, "Service Unavailable", f"database unavailable ({type(exc).__name__})"
+        )
+        response.headers["Retry-After"] = "30"
+        return response
     if sender_id is None:
         response = problem(401, "Unauthorized", "a valid sender bearer token is required")
         response.headers["WWW-Authenticate"] = 'Bearer realm="hl7"'

@@ -17,6 +17,8 @@ class MessageOutcome(enum.StrEnum):
     QUARANTINED = "quarantined"  # AE/CE: content error, kept for an administrator to reprocess
     REJECTED = "rejected"  # AR/CR: unsupported, unknown sender, unreadable or too large
     REPROCESSED = "reprocessed"  # a quarantined message that a later reprocess accepted
+    # A frame cut short by the sender starting another: kept, not answered (nobody waits).
+    TRUNCATED = "truncated frame"
 
 
 class InboundMessage(Base):

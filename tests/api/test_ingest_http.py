@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
+from api.blueprints import ingest
 from flagging import organisations
 from flagging.db import Database
 from flagging.models import Document, InboundMessage
-from tests import samples
+from tests import hostile, samples
 
 URL = "/hl7/v2/messages"
 
@@ -95,3 +98,40 @@ def test_body_over_the_size_limit_is_413(client: FlaskClient, sender_token: str)
 def test_health_and_readiness(client: FlaskClient) -> None:
     assert client.get("/healthz").json == {"status": "ok"}
     assert client.get("/readyz").json == {"status": "ready"}
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (hostile.BARE_MSH, "AR"),
+        (hostile.OFFSET_2500, "AA"),
+        (hostile.BYTE_85_IN_MSH_9, "AR"),
+        (hostile.NUL_IN_MSH_4, "AR"),
+        (b"\x00\xff" * 40, "AR"),
+    ],
+    ids=["bare-msh", "ts-offset-2500", "byte-85-in-msh-9", "nul-in-msh-4", "binary"],
+)
+def test_bodies_that_once_got_a_500_are_answered_with_an_ack_and_recorded(
+    client: FlaskClient, sender_token: str, db: Database, body: bytes, code: str
+) -> None:
+    response = _post(client, body, sender_token)
+
+    assert response.status_code == 200
+    assert response.headers["X-HL7-Ack-Code"] == code
+    assert f"MSA|{code}|".encode() in response.data
+    with db.transaction() as session:
+        assert session.scalars(select(InboundMessage.raw)).all() == [body]
+
+
+def test_a_database_that_cannot_be_reached_is_503_with_retry_after_not_500(
+    client: FlaskClient, sender_token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unreachable(session: object, token: str) -> None:
+        raise OperationalError("SELECT", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(ingest, "sender_by_token", unreachable)
+
+    response = _post(client, samples.mdm(control_id="DOWN"), sender_token)
+
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "30"

@@ -10,6 +10,7 @@ from hl7.mllp import (
     Frame,
     FrameDecoder,
     OversizeFrame,
+    TruncatedFrame,
     encode,
 )
 from tests import samples
@@ -143,24 +144,48 @@ def test_missing_carriage_return_after_end_block_is_tolerated() -> None:
     assert decoder.abandoned_frames == 0
 
 
-def test_new_start_block_inside_an_unfinished_frame_abandons_it() -> None:
+def test_new_start_block_inside_an_unfinished_frame_reports_it_as_truncated() -> None:
     decoder = FrameDecoder(max_size=1024)
 
     events = decoder.feed(VT + b"MSH|cut short" + encode(b"MSH|b"))
 
-    assert events == [Frame(b"MSH|b")]
+    assert events == [TruncatedFrame(b"MSH|cut short", 13), Frame(b"MSH|b")]
     assert decoder.abandoned_frames == 1
 
 
-def test_new_start_block_in_a_later_read_abandons_the_unfinished_frame() -> None:
+def test_new_start_block_in_a_later_read_reports_the_unfinished_frame_as_truncated() -> None:
     decoder = FrameDecoder(max_size=1024)
 
     assert decoder.feed(VT + b"MSH|cut") == []
     assert decoder.feed(b" short" + encode(b"MSH|b") + encode(b"MSH|c")) == [
+        TruncatedFrame(b"MSH|cut short", 13),
         Frame(b"MSH|b"),
         Frame(b"MSH|c"),
     ]
     assert decoder.abandoned_frames == 1
+
+
+def test_each_of_several_abandoned_frames_in_one_read_is_reported() -> None:
+    decoder = FrameDecoder(max_size=1024)
+
+    events = decoder.feed(VT + b"MSH|one" + VT + b"MSH|two" + encode(b"MSH|three"))
+
+    assert events == [
+        TruncatedFrame(b"MSH|one", 7),
+        TruncatedFrame(b"MSH|two", 7),
+        Frame(b"MSH|three"),
+    ]
+    assert decoder.abandoned_frames == 2
+
+
+def test_the_frame_in_hand_is_reported_as_pending() -> None:
+    decoder = FrameDecoder(max_size=1024)
+
+    assert decoder.pending() is None
+    decoder.feed(VT + b"MSH|half")
+    assert decoder.pending() == TruncatedFrame(b"MSH|half", 8)
+    decoder.feed(FS + CR)
+    assert decoder.pending() is None
 
 
 def test_empty_frame_yields_an_empty_payload() -> None:

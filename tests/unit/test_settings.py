@@ -67,6 +67,10 @@ def test_every_flagging_variable_is_mapped(tmp_path: Path) -> None:
             "FLAGGING_MLLP_PORT": "6661",
             "FLAGGING_MLLP_MAX_CONNECTIONS": "200",
             "FLAGGING_MLLP_IDLE_TIMEOUT": "12.5",
+            "FLAGGING_MLLP_FRAME_DEADLINE": "30",
+            "FLAGGING_MLLP_MAX_CONNECTIONS_PER_ADDRESS": "20",
+            "FLAGGING_MLLP_RESERVED_CONNECTIONS": "50",
+            "FLAGGING_MLLP_RESERVED_NETWORKS": "10.1.0.0/16, 2001:db8::/32",
             "FLAGGING_MLLP_TLS_CERT": "/etc/tls/cert.pem",
             "FLAGGING_MLLP_TLS_KEY": "/etc/tls/key.pem",
             "FLAGGING_MLLP_TLS_CLIENT_CA": "/etc/tls/senders-ca.pem",
@@ -93,6 +97,10 @@ def test_every_flagging_variable_is_mapped(tmp_path: Path) -> None:
         mllp_port=6661,
         mllp_max_connections=200,
         mllp_idle_timeout=12.5,
+        mllp_frame_deadline=30.0,
+        mllp_max_connections_per_address=20,
+        mllp_reserved_connections=50,
+        mllp_reserved_networks=("10.1.0.0/16", "2001:db8::/32"),
         mllp_tls_cert="/etc/tls/cert.pem",
         mllp_tls_key="/etc/tls/key.pem",
         mllp_tls_client_ca="/etc/tls/senders-ca.pem",
@@ -110,6 +118,23 @@ def test_every_flagging_variable_is_mapped(tmp_path: Path) -> None:
     assert not settings.is_sqlite
     # A secret given in the environment is not written to the instance folder.
     assert not (tmp_path / "inst" / "secret_key").exists()
+
+
+@pytest.mark.parametrize(
+    ("variables", "name"),
+    [
+        ({"FLAGGING_MLLP_MAX_CONNECTIONS_PER_ADDRESS": "65"}, "PER_ADDRESS"),
+        ({"FLAGGING_MLLP_MAX_CONNECTIONS_PER_ADDRESS": "0"}, "PER_ADDRESS"),
+        ({"FLAGGING_MLLP_RESERVED_CONNECTIONS": "64"}, "RESERVED_CONNECTIONS"),
+        ({"FLAGGING_MLLP_RESERVED_NETWORKS": "10.0.0.0/8, the hospital"}, "RESERVED_NETWORKS"),
+        ({"FLAGGING_MLLP_FRAME_DEADLINE": "0"}, "FRAME_DEADLINE"),
+    ],
+)
+def test_connection_limits_that_cannot_work_are_refused(
+    base: dict[str, str], variables: dict[str, str], name: str
+) -> None:
+    with pytest.raises(ConfigError, match=name):
+        load_settings({**base, **variables})
 
 
 def test_production_without_a_secret_key_is_refused(base: dict[str, str], tmp_path: Path) -> None:
