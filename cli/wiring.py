@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import ssl
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -12,11 +15,14 @@ from flask import Flask
 from api import create_app
 from config import Settings
 from flagging import memory
+from flagging.bindings import bound_networks
 from flagging.db import Database
 from flagging.gp import Annotation
 from hl7.annotate import annotate
 from hl7.inbound import MessageHandler
 from hl7.listener import MLLPListener
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -84,8 +90,37 @@ def mllp_listener(services: Services, *, port: int | None = None) -> MLLPListene
         frame_deadline=settings.mllp_frame_deadline,
         max_connections_per_address=settings.mllp_max_connections_per_address,
         reserved_connections=settings.mllp_reserved_connections,
-        reserved_for=in_networks(settings.mllp_reserved_networks),
+        reserved_for=SenderNetworks(services.db, settings.mllp_reserved_networks),
     )
+
+
+class SenderNetworks:
+    """Whether a peer address may use the listener's reserved slots: it is in a network some
+    registered sender is bound to (`flagging senders set --allow-network`), or in
+    FLAGGING_MLLP_RESERVED_NETWORKS. The bindings are read again at most every `refresh`
+    seconds, so a new binding counts without a restart; if the database cannot be read, the
+    networks read last still count."""
+
+    def __init__(self, db: Database, configured: tuple[str, ...], refresh: float = 30.0) -> None:
+        self._db = db
+        self._configured = configured
+        self._refresh = refresh
+        self._lock = threading.Lock()
+        self._due = 0.0
+        self._check = in_networks(configured)
+
+    def __call__(self, address: str) -> bool:
+        with self._lock:
+            if time.monotonic() >= self._due:
+                self._due = time.monotonic() + self._refresh
+                try:
+                    with self._db.reading() as session:
+                        bound = bound_networks(session)
+                    self._check = in_networks((*self._configured, *bound))
+                except Exception as exc:  # never stop the accept loop; keep what we had
+                    log.error("sender networks not read: %s", type(exc).__name__)
+            check = self._check
+        return check is not None and check(address)
 
 
 def in_networks(networks: tuple[str, ...]) -> Callable[[str], bool] | None:

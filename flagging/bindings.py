@@ -263,6 +263,14 @@ def bindings_by_sender(session: Session) -> dict[int, dict[str, list[str]]]:
     return found
 
 
+def bound_networks(session: Session) -> list[str]:
+    """Every network some sender is bound to: the addresses the listener keeps slots for."""
+    rows = session.scalars(
+        select(SenderBinding.value).where(SenderBinding.kind == NETWORK).distinct()
+    )
+    return sorted(rows)
+
+
 def unbound_senders(session: Session) -> list[str]:
     """ODS codes (with MSH-3, if any) of senders that have no binding at all."""
     bound = select(SenderBinding.sender_id)

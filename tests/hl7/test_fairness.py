@@ -10,9 +10,10 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import select
 
-from cli.wiring import in_networks
+from cli.wiring import SenderNetworks, in_networks
+from flagging.bindings import set_bindings
 from flagging.db import Database
-from flagging.models import InboundMessage, MessageOutcome
+from flagging.models import InboundMessage, MessageOutcome, Sender
 from hl7.client import MLLPClient
 from hl7.inbound import MessageHandler
 from hl7.listener import MLLPListener
@@ -210,3 +211,18 @@ def test_reserved_networks_name_the_peers_that_may_use_reserved_slots(
 
 def test_without_reserved_networks_no_slot_is_reserved() -> None:
     assert in_networks(()) is None
+
+
+def test_a_senders_bound_networks_use_the_reserved_slots_from_the_next_refresh(
+    db: Database, sender_token: str
+) -> None:
+    reserved = SenderNetworks(db, ("192.0.2.0/24",), refresh=0)
+    assert [reserved("192.0.2.7"), reserved("10.9.8.7")] == [True, False]
+    with db.transaction() as session:
+        sender_id = session.scalars(select(Sender.id)).one()
+        set_bindings(session, sender_id, networks=["10.9.0.0/16"])
+    assert [reserved("192.0.2.7"), reserved("10.9.8.7"), reserved("10.8.0.1")] == [
+        True,
+        True,
+        False,
+    ]
