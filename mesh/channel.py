@@ -184,9 +184,14 @@ def collect(
     collected = 0
     try:
         for message_id in client.list_messages():
-            with client.retrieve_message(message_id) as message:
+            # Not `with`: leaving that block acknowledges the message to MESH, which must wait
+            # until the message is committed here.
+            message = client.retrieve_message(message_id)
+            try:
                 body = message.read()
                 headers = dict(message.mex_headers())
+            finally:
+                message.close()
             try:
                 response, problem = parse_response(body), ""
             except NotAResponse as exc:
