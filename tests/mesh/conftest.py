@@ -4,10 +4,12 @@ folder, started and stopped by each test that uses it."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,9 +77,12 @@ class MeshServer:
             self.process.stdout.close()
         self.process = None
 
-    def fault(self, status: int) -> None:
-        """Answer every request with `status` from now on (0: answer normally again)."""
-        requests.post(f"{self.url}/_fault?status={status}", timeout=5).raise_for_status()
+    def fault(self, status: int, path: str = "") -> None:
+        """Answer every request (whose path contains `path`) with `status` from now on
+        (0: answer normally again)."""
+        requests.post(
+            f"{self.url}/_fault", params={"status": status, "path": path}, timeout=5
+        ).raise_for_status()
 
     def config(self) -> MeshConfig:
         """Our side's settings for this server."""
@@ -117,3 +122,61 @@ def inbox(
             if acknowledge:
                 client.acknowledge_message(message_id)
         return out
+
+
+ITK_RESPONSE_CODES = "https://fhir.nhs.uk/STU3/CodeSystem/ITK-ResponseCodes-1"
+
+
+def itk_response(answers: str, code: str, itk_code: str, display: str) -> bytes:
+    """An ITK3 response as a practice's system sends it (ITK3-Messaging-Distribution,
+    explore_response_structure): MessageHeader.response names the MessageHeader answered."""
+    from fhir.resources.R4B.bundle import Bundle
+
+    header, outcome = str(uuid.uuid4()), str(uuid.uuid4())
+    ok = code == "ok"
+    bundle = {
+        "resourceType": "Bundle",
+        "id": str(uuid.uuid4()),
+        "type": "message",
+        "entry": [
+            {
+                "fullUrl": f"urn:uuid:{header}",
+                "resource": {
+                    "resourceType": "MessageHeader",
+                    "id": header,
+                    "eventCoding": {
+                        "system": "https://fhir.nhs.uk/STU3/CodeSystem/ITK-MessageEvent-2",
+                        "code": "ITK002M",
+                        "display": "ITK Response",
+                    },
+                    "source": {"endpoint": "urn:nhs-uk:addressing:ods:A81001"},
+                    "response": {"identifier": answers, "code": code},
+                    "focus": [{"reference": f"urn:uuid:{outcome}"}],
+                },
+            },
+            {
+                "fullUrl": f"urn:uuid:{outcome}",
+                "resource": {
+                    "resourceType": "OperationOutcome",
+                    "id": outcome,
+                    "issue": [
+                        {
+                            "severity": "information" if ok else "fatal",
+                            "code": "informational" if ok else "not-found",
+                            "details": {
+                                "coding": [
+                                    {
+                                        "system": ITK_RESPONSE_CODES,
+                                        "code": itk_code,
+                                        "display": display,
+                                    }
+                                ]
+                            },
+                        }
+                    ],
+                },
+            },
+        ],
+    }
+    Bundle.model_validate(bundle)
+    return json.dumps(bundle).encode()

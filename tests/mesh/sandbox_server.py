@@ -5,8 +5,9 @@ and serves until it is terminated. Mailboxes are the folders of MAILBOXES_DATA_D
 sandbox's file store makes one mailbox per folder, password "password"), and messages are kept
 there, so a server started again on the same folder still holds what it was sent.
 
-A fault switch sits in front of the sandbox so that a test can make the server answer every
-request with an error status for a while: POST /_fault?status=500 turns it on, ?status=0 off.
+A fault switch sits in front of the sandbox so that a test can make the server answer with an
+error status for a while: POST /_fault?status=500 turns it on for every request,
+/_fault?status=500&path=outbox only for requests whose path contains "outbox", ?status=0 off.
 """
 
 from __future__ import annotations
@@ -23,16 +24,18 @@ def main() -> None:
     # MAILBOXES_DATA_DIR) from the environment when it is first imported.
     from mesh_sandbox.api import app as sandbox
 
-    fault = {"status": 0}
+    fault: dict[str, Any] = {"status": 0, "path": ""}
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"] == "/_fault":
             query = dict(p.split("=", 1) for p in scope["query_string"].decode().split("&") if p)
             fault["status"] = int(query.get("status", "0"))
+            fault["path"] = query.get("path", "")
             await _answer(send, 200, b"{}")
             return
-        if scope["type"] == "http" and fault["status"]:
-            await _answer(send, fault["status"], b'{"errorDescription": "injected fault"}')
+        if scope["type"] == "http" and fault["status"] and fault["path"] in scope["path"]:
+            # What a load balancer in front of MESH says: no MESH error code in it.
+            await _answer(send, fault["status"], b'{"message": "injected fault"}')
             return
         await sandbox(scope, receive, send)
 
