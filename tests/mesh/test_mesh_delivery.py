@@ -195,3 +195,41 @@ def test_itk_responses_in_our_inbox_are_matched_so_operators_see_what_the_practi
         assert sorted(o for o, _ in kept) == ["matched", "matched", "matched", "unreadable"]
         assert (b"not an ITK response") in [b for _, b in kept]
         assert session.scalars(select(MeshChannel)).one().error == ""
+
+
+def test_the_scheduler_sends_over_mesh_with_our_mailbox_from_the_flagging_mesh_settings(
+    db: Database,
+    handler: MessageHandler,
+    mesh_server: MeshServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = mesh_server.config()
+    monkeypatch.setenv("FLAGGING_MESH_URL", config.url)
+    monkeypatch.setenv("FLAGGING_MESH_MAILBOX", config.mailbox)
+    monkeypatch.setenv("FLAGGING_MESH_PASSWORD", config.password)
+    monkeypatch.setenv("FLAGGING_MESH_SHARED_KEY", config.shared_key)
+    assert main(["practices", "set", samples.PRACTICE, "--mesh-mailbox", "A81001OT01"]) == 0
+    documents(handler, "DOC-1")
+    capsys.readouterr()
+    assert main(["scheduler", "--once"]) == 0
+    out = capsys.readouterr().out
+    assert "\nmesh: 1\n" in f"\n{out}"
+    assert [h["localid"] for _, h, _ in inbox(mesh_server, PRACTICE_MAILBOXES[0])] == [
+        mesh.local_id(samples.PRACTICE, 1)
+    ]
+
+
+def test_practice_mesh_settings_are_checked_and_explained(
+    db: Database, sender_token: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["practices", "set", samples.PRACTICE, "--mesh-mailbox", "not a box!"]) == 1
+    assert "a MESH mailbox id is 1 to 20 letters and digits" in capsys.readouterr().err
+    assert main(["practices", "set", samples.PRACTICE, "--mesh-workflow", "TOC_FHIR_IP_DISCH"]) == 1
+    assert "give --mesh-mailbox" in capsys.readouterr().err
+    assert main(["practices", "set", samples.PRACTICE, "--mesh-mailbox", "A81001OT01"]) == 0
+    assert main(["practices", "set", samples.PRACTICE, "--mesh-workflow", "toc_fhir_ip_disch"]) == 0
+    assert "MESH A81001OT01 (TOC_FHIR_IP_DISCH)" in capsys.readouterr().out
+    assert main(["practices", "set", samples.PRACTICE, "--no-mesh"]) == 0
+    assert "MESH off" in capsys.readouterr().out
+    assert cli_status(capsys) == []
