@@ -50,7 +50,7 @@ DEFAULT_WORKFLOW = "GPFED_CONSULT_REPORT"
 MAILBOX = re.compile(r"^[A-Z0-9]{1,20}$")
 WORKFLOW = re.compile(r"^[A-Z0-9_]{1,40}$")
 # Tracking statuses after which MESH has nothing more to say about a message.
-FINAL_TRACKING = ("acknowledged", "error", "expired", "undeliverable")
+FINAL_TRACKING = ("acknowledged", "error", "expired", "undeliverable", "not-found")
 # Names the MessageHeader ids of our messages: the same event always gets the same id.
 HEADER_NAMESPACE = uuid.UUID("0b6f0c57-59a4-4f0e-9d0c-6e0d7c1c3a52")
 

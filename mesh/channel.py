@@ -20,6 +20,7 @@ from mesh_client import MeshClient
 
 from flagging import mesh as channel
 from flagging.db import Database
+from flagging.errors import FlaggingError
 from mesh.client import MeshConfig, MeshRejected, MeshUnavailable, send
 from mesh.client import connect as _connect
 from mesh.responses import NotAResponse, parse_response
@@ -63,11 +64,17 @@ def send_practice(
         return 0
     try:
         for _ in range(batch):
-            with db.reading() as session:
-                outbound = channel.next_outbound(session, target, seq)
-                if outbound is None:
-                    break
-                body = render(target, outbound, config.mailbox, clock())
+            try:
+                with db.reading() as session:
+                    outbound = channel.next_outbound(session, target, seq)
+                    if outbound is None:
+                        break
+                    body = render(target, outbound, config.mailbox, clock())
+            except (FlaggingError, ValueError) as exc:
+                # A message we cannot build is an error for the operator, shown and retried
+                # like a failed send: never skipped, never silent.
+                _failed(db, target, seq + 1, f"cannot build the message: {exc}", clock)
+                return count
             try:
                 message_id = send(
                     client,
@@ -156,11 +163,16 @@ def track(
     try:
         for message in pending:
             try:
-                answer = client.track_message(message.message_id)
+                status = str(client.track_message(message.message_id).get("status") or "")
+            except requests.HTTPError as exc:
+                if exc.response is None or exc.response.status_code not in (404, 410):
+                    log.warning("MESH tracking of %s: %s", message.message_id, exc)
+                    break
+                # MESH keeps tracking for a limited time: past it, stop asking.
+                status = "not-found"
             except (requests.RequestException, OSError) as exc:
                 log.warning("MESH tracking of %s: %s", message.message_id, exc)
                 break
-            status = str(answer.get("status") or "")
             if status:
                 with db.transaction() as session:
                     channel.tracked(session, message.id, status, clock())

@@ -233,3 +233,23 @@ def test_practice_mesh_settings_are_checked_and_explained(
     assert main(["practices", "set", samples.PRACTICE, "--no-mesh"]) == 0
     assert "MESH off" in capsys.readouterr().out
     assert cli_status(capsys) == []
+
+
+def test_an_event_whose_message_cannot_be_built_holds_the_channel_with_the_reason_shown(
+    db: Database,
+    handler: MessageHandler,
+    mesh_server: MeshServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with db.transaction() as session:
+        mesh.configure_channel(session, samples.PRACTICE, PRACTICE_MAILBOXES[0])
+    documents(handler, "DOC-1")
+
+    def broken(*args: Any) -> bytes:
+        raise ValueError("DocumentReference failed validation")
+
+    assert channel.send_due(db, mesh_server.config(), broken, itk.subject) == 0
+    [row] = cli_status(capsys)
+    assert (row["sent"], row["failures"]) == (0, 1)
+    assert row["error"] == "event 1: cannot build the message: DocumentReference failed validation"
+    assert inbox(mesh_server, PRACTICE_MAILBOXES[0]) == []
