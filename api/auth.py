@@ -1,9 +1,11 @@
 """Who is signed in, and the guards of the server-rendered pages: sign-in, roles and CSRF.
 
-Sessions are Flask's signed cookies (HttpOnly, SameSite=Lax, Secure in production). Besides
-the user's id a session carries a stamp derived from the password hash, so resetting a
-password signs out every browser that used the old one, and an account made inactive is signed
-out at its next request.
+Sessions are Flask's signed cookies (HttpOnly, SameSite=Lax, Secure in production). A signed
+cookie cannot be taken back, so the server decides whether it still counts: besides the user's
+id a session carries the user's session generation, checked on every request. Signing out,
+a password reset and deactivation raise the generation, which ends every copy of every
+session of that user (a copied cookie replayed after sign-out is refused). The stamp derived
+from the password hash stays as a second check.
 
 CSRF is a synchronizer token: a random value kept in the session and repeated in a hidden
 field of every form; a POST whose field does not match is refused before the view runs. The
@@ -20,7 +22,7 @@ import hmac
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from flask import abort, g, redirect, request, session, url_for
 from werkzeug.wrappers import Response
@@ -28,13 +30,16 @@ from werkzeug.wrappers import Response
 from api.context import database, settings
 from flagging.errors import NotFound
 from flagging.models import Role, User
-from flagging.users import credential_stamp, find_user, get_user
+from flagging.users import credential_stamp, end_sessions, find_user, get_user
 
 SESSION_USER = "user_id"
 SESSION_STAMP = "stamp"
+SESSION_GENERATION = "generation"
 SESSION_CSRF = "csrf"
 CSRF_FIELD = "csrf_token"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+MAX_NEXT_LENGTH = 2000
+MAX_DECODINGS = 4
 
 
 @dataclass(frozen=True)
@@ -73,11 +78,17 @@ def sign_in(user: User) -> None:
     session.permanent = True
     session[SESSION_USER] = user.id
     session[SESSION_STAMP] = credential_stamp(user)
+    session[SESSION_GENERATION] = user.session_generation
     session[SESSION_CSRF] = secrets.token_urlsafe(32)
     g.pop("signed_in", None)
 
 
 def sign_out() -> None:
+    """End this user's sessions on the server (every copy of the cookie), then this one."""
+    user = signed_in()
+    if user is not None and not user.single_sign_on:
+        with database().transaction() as db_session:
+            end_sessions(db_session, user.id)
     session.clear()
     g.pop("signed_in", None)
 
@@ -103,6 +114,7 @@ def _load() -> SignedIn | None:
         if (
             user is None
             or not user.active
+            or session.get(SESSION_GENERATION) != user.session_generation
             or not hmac.compare_digest(str(session.get(SESSION_STAMP, "")), credential_stamp(user))
         ):
             session.pop(SESSION_USER, None)
@@ -148,16 +160,38 @@ def check_csrf() -> None:
             "The form had expired or did not come from this service. Go back, reload "
             "the page and try again.",
         )
+    # "null" is what a sandboxed frame or a data: page sends: as foreign as any other site.
     origin = request.headers.get("Origin")
-    if origin and origin != "null" and urlsplit(origin).netloc != request.host:
+    if origin and urlsplit(origin).netloc != request.host:
         abort(400, "The form was sent from another site.")
 
 
+def _local_path(target: str) -> bool:
+    """A path on this site: starts with one '/', and has no scheme, host, backslash, white
+    space or control character (browsers drop tabs and newlines and read '\\' as '/', so
+    '/\\tevil.example' would be another site)."""
+    if not target.startswith("/") or target.startswith("//"):
+        return False
+    if any(c == "\\" or c.isspace() or not c.isprintable() for c in target):
+        return False
+    parts = urlsplit(target)
+    return not parts.scheme and not parts.netloc
+
+
 def safe_next(target: str | None) -> str | None:
-    """A local path to return to after signing in, or None (never another site)."""
-    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
+    """A local path to return to after signing in, or None (never another site). Encoded
+    variants ('/%2F%2Fevil', '/%5Cevil') are checked decoded too, however often encoded."""
+    if not target or len(target) > MAX_NEXT_LENGTH:
         return None
-    return target
+    seen = target
+    for _ in range(MAX_DECODINGS):
+        if not _local_path(seen):
+            return None
+        decoded = unquote(seen)
+        if decoded == seen:
+            return target
+        seen = decoded
+    return None  # still changing after several decodings: not a path a page of ours made
 
 
 def require(role: Role) -> Callable[[], Response | None]:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+from flask import Blueprint, abort, render_template, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from flagging.errors import Conflict, FlaggingError, InvalidInput, NotFound
+from flagging.gp import MAX_SEQ
 
 # Our pages load nothing from elsewhere and run no script; a PDF is embedded from ourselves.
 CONTENT_SECURITY_POLICY = (
@@ -46,6 +47,17 @@ def html_pages(bp: Blueprint) -> None:
         response.headers["Referrer-Policy"] = "same-origin"
         response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
         return response
+
+
+def query_int(name: str) -> int | None:
+    """A whole-number query parameter, None when absent. Ids and numbers are 32-bit in the
+    database: a value beyond that is a bad request here, never an overflow (a 500) there."""
+    value = request.args.get(name, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or not 0 < int(value) <= MAX_SEQ:
+        abort(400, f"{name} must be a whole number from 1 to {MAX_SEQ}")
+    return int(value)
 
 
 def error_page(status: int, message: str) -> tuple[str, int]:

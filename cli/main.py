@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from cli import demo, gp_poll, output, scheduler
 from cli.wiring import Services, build, mllp_listener, web_app
 from config import ConfigError, load_settings
+from config.logs import configure_logging
 from flagging import documents as documents_uc
 from flagging import gp, organisations, screening, users
 from flagging import mesh as mesh_uc
@@ -50,9 +51,9 @@ def _services(*, ingest: bool = False) -> Services:
 
 
 def _long_running(*, ingest: bool = False) -> Services:
-    """The wiring of a server process, whose log level is FLAGGING_LOG_LEVEL."""
+    """The wiring of a server process, logging at FLAGGING_LOG_LEVEL in FLAGGING_LOG_FORMAT."""
     services = _services(ingest=ingest)
-    logging.getLogger().setLevel(services.settings.log_level)
+    configure_logging(services.settings.log_level, services.settings.log_format)
     return services
 
 
@@ -148,6 +149,33 @@ def cmd_senders_list(args: argparse.Namespace) -> int:
     with _services().db.transaction() as session:
         rows = [output.sender(s) for s in organisations.list_senders(session)]
     output.table(rows, ["ods_code", "application", "name", "created_at"], args.json)
+    return 0
+
+
+def cmd_senders_token(args: argparse.Namespace) -> int:
+    """Issue another HTTP bearer token for a sender; its other tokens stay valid."""
+    with _services().db.transaction() as session:
+        issued = organisations.issue_sender_token(
+            session, args.ods_code, application=args.application, name=args.name, now=utcnow()
+        )
+    print(f"sender token {issued.id} issued for {issued.sender}")
+    print(f"HTTP bearer token (shown once, keep it safe): {issued.token}")
+    return 0
+
+
+def cmd_senders_tokens(args: argparse.Namespace) -> int:
+    with _services().db.transaction() as session:
+        rows = [output.sender_token(t) for t in organisations.list_sender_tokens(session)]
+    output.table(
+        rows, ["id", "sender", "name", "created_at", "last_used_at", "revoked_at"], args.json
+    )
+    return 0
+
+
+def cmd_senders_revoke_token(args: argparse.Namespace) -> int:
+    with _services().db.transaction() as session:
+        token = organisations.revoke_sender_token(session, args.id, now=utcnow())
+    print(f"sender token {token.id} revoked")
     return 0
 
 
@@ -538,6 +566,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--application", default="", help="MSH-3, when one trust has several")
     p = command(senders, "list", cmd_senders_list, "list senders")
     p.add_argument("--json", action="store_true")
+    p = command(senders, "token", cmd_senders_token, "issue another HTTP bearer token")
+    p.add_argument("ods_code")
+    p.add_argument("--application", default="", help="MSH-3, when registered with one")
+    p.add_argument("--name", default="", help="whose it is (an integration engine, an EPR)")
+    p = command(senders, "tokens", cmd_senders_tokens, "list sender tokens and their last use")
+    p.add_argument("--json", action="store_true")
+    p = command(senders, "revoke-token", cmd_senders_revoke_token, "revoke a sender token")
+    p.add_argument("id", type=int)
 
     practices = group("practices", "GP practices documents go to")
     p = command(practices, "add", cmd_practices_add, "register a practice by ODS code")
@@ -665,12 +701,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.command in ("serve", "mllp", "scheduler") else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
-    # APScheduler logs every job run at INFO; our jobs log what they did themselves.
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # (APScheduler, which logs every job run at INFO, is held at WARNING: our jobs log what
+    # they did themselves.)
+    configure_logging("INFO" if args.command in ("serve", "mllp", "scheduler") else "WARNING")
     try:
         result: int = args.func(args)
     except (CommandError, ConfigError, FlaggingError, HL7Error) as exc:

@@ -19,6 +19,7 @@ from flagging.models import (
     User,
 )
 from flagging.nhs_number import format_nhs_number
+from flagging.organisations import SenderTokenInfo
 
 
 def _plain(value: Any) -> Any:
@@ -132,6 +133,17 @@ def gp_token(t: TokenInfo) -> dict[str, Any]:
         "name": t.name,
         "practices": " ".join(t.practices),
         "created_at": t.created_at,
+        "revoked_at": t.revoked_at,
+    }
+
+
+def sender_token(t: SenderTokenInfo) -> dict[str, Any]:
+    return {
+        "id": t.id,
+        "sender": t.sender,
+        "name": t.name,
+        "created_at": t.created_at,
+        "last_used_at": t.last_used_at,
         "revoked_at": t.revoked_at,
     }
 

@@ -64,6 +64,10 @@ def mllp_listener(services: Services, *, port: int | None = None) -> MLLPListene
     if settings.mllp_tls_cert:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(settings.mllp_tls_cert, settings.mllp_tls_key)
+        if settings.mllp_tls_client_ca:
+            # Mutual TLS: a client without a certificate from this CA fails the handshake.
+            context.load_verify_locations(cafile=settings.mllp_tls_client_ca)
+            context.verify_mode = ssl.CERT_REQUIRED
     return MLLPListener(
         services.handler,
         host=settings.mllp_host,

@@ -34,6 +34,15 @@ class Settings:
     mllp_idle_timeout: float = 300.0
     mllp_tls_cert: str = ""
     mllp_tls_key: str = ""
+    # A CA file: when set, the listener requires each client to present a certificate it
+    # signed (mutual TLS), which senders can then be bound to (flagging senders set).
+    mllp_tls_client_ca: str = ""
+    # The MLLP push to practices that use TLS (flagging practices set --push-tls): the CAs
+    # their servers' certificates are checked against (empty: the system's), and our own
+    # client certificate and key, for practices that require mutual TLS.
+    push_tls_ca: str = ""
+    push_tls_cert: str = ""
+    push_tls_key: str = ""
     max_message_bytes: int = 16 * MIB
     # Used when MSH-18 is empty and the bytes are not valid UTF-8 (many UK feeds send
     # Windows-1252 without saying so).
@@ -44,6 +53,8 @@ class Settings:
     application_name: str = "FLAGGING"
     facility_name: str = "FLAGGING"
     log_level: str = "INFO"
+    # "text", or "json" (one object a line, with the request id) for a log collector.
+    log_format: str = "text"
     # Single sign-on in a reverse proxy: the request header that names the signed-in user
     # (e.g. X-Remote-User). Empty (the default) turns the mode off. Only for a proxy that
     # strips the header from what clients send.
@@ -70,6 +81,25 @@ class Settings:
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+MIN_SECRET_KEY_BITS = 256  # 32 random bytes
+_HEX = frozenset("0123456789abcdefABCDEF")
+_BASE64 = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_=")
+
+
+def secret_key_bits(key: str) -> int:
+    """At most how many random bits `key` can hold: 4 a character for hex, 6 for base64, 8
+    otherwise; and a key of few distinct characters ('aaaa...', a word repeated) counts as
+    the bits of those few."""
+    chars = set(key)
+    hex_only = chars <= _HEX
+    per_char = 4 if hex_only else 6 if chars <= _BASE64 else 8
+    # A random key of 32 bytes shows (all but certainly) at least 10 of the 16 hex digits,
+    # or 16 distinct characters of a larger alphabet.
+    if len(chars) < (10 if hex_only else 16):
+        return len(chars) * per_char
+    return len(key) * per_char
 
 
 def _int(value: str, name: str) -> int:
@@ -122,10 +152,26 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         if env == "production":
             raise ConfigError("FLAGGING_SECRET_KEY is required in production")
         secret_key = _instance_secret(instance)
+    elif env == "production" and secret_key_bits(secret_key) < MIN_SECRET_KEY_BITS:
+        raise ConfigError(
+            "FLAGGING_SECRET_KEY is too weak for production: it signs every session, so it "
+            "needs at least 32 random bytes (make one with: python3 -c "
+            "'import secrets; print(secrets.token_hex(32))')"
+        )
 
     tls_cert, tls_key = get("FLAGGING_MLLP_TLS_CERT"), get("FLAGGING_MLLP_TLS_KEY")
     if bool(tls_cert) != bool(tls_key):
         raise ConfigError("FLAGGING_MLLP_TLS_CERT and FLAGGING_MLLP_TLS_KEY must be set together")
+
+    client_ca = get("FLAGGING_MLLP_TLS_CLIENT_CA")
+    if client_ca and not tls_cert:
+        raise ConfigError(
+            "FLAGGING_MLLP_TLS_CLIENT_CA needs TLS on the listener: set FLAGGING_MLLP_TLS_CERT "
+            "and FLAGGING_MLLP_TLS_KEY too"
+        )
+    push_cert, push_key = get("FLAGGING_PUSH_TLS_CERT"), get("FLAGGING_PUSH_TLS_KEY")
+    if bool(push_cert) != bool(push_key):
+        raise ConfigError("FLAGGING_PUSH_TLS_CERT and FLAGGING_PUSH_TLS_KEY must be set together")
 
     processing_ids = tuple(
         p.strip().upper() for p in get("FLAGGING_PROCESSING_IDS", "P,T,D").split(",") if p.strip()
@@ -159,6 +205,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if max_bytes < 1024:
         raise ConfigError("FLAGGING_MAX_MESSAGE_BYTES must be at least 1024")
 
+    log_format = get("FLAGGING_LOG_FORMAT", "text").lower()
+    if log_format not in ("text", "json"):
+        raise ConfigError(f"FLAGGING_LOG_FORMAT must be text or json, not {log_format!r}")
+
     return Settings(
         env=env,
         instance_path=instance,
@@ -176,12 +226,17 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         mllp_tls_cert=tls_cert,
         mllp_tls_key=tls_key,
+        mllp_tls_client_ca=client_ca,
+        push_tls_ca=get("FLAGGING_PUSH_TLS_CA"),
+        push_tls_cert=push_cert,
+        push_tls_key=push_key,
         max_message_bytes=max_bytes,
         fallback_charset=fallback,
         processing_ids=processing_ids,
         application_name=get("FLAGGING_APPLICATION_NAME", "FLAGGING"),
         facility_name=get("FLAGGING_FACILITY_NAME", "FLAGGING"),
         log_level=get("FLAGGING_LOG_LEVEL", "INFO").upper(),
+        log_format=log_format,
         trusted_user_header=get("FLAGGING_TRUSTED_USER_HEADER"),
         session_hours=_int(get("FLAGGING_SESSION_HOURS", "8"), "FLAGGING_SESSION_HOURS"),
         mesh_url=mesh["url"],

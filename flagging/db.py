@@ -22,6 +22,9 @@ READ_ONLY_OPTION = "flagging_read_only"
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine; SQLite gets WAL, synchronous=FULL and immediate write transactions."""
+    # Parameters are patient data (NHS numbers, names, document text): no SQL error or log
+    # line may carry them.
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":

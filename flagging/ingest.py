@@ -16,7 +16,14 @@ from typing import Any
 
 from flagging.feed import append_event, event_for_new_version
 from flagging.inbound import DocumentInput, Problem, Receipt
-from flagging.models import DocumentStatus, MessageOutcome, Reason, VersionChange, Visibility
+from flagging.models import (
+    DocumentStatus,
+    MessageOutcome,
+    Reason,
+    Source,
+    VersionChange,
+    Visibility,
+)
 from flagging.organisations import UNKNOWN_PRACTICE, SenderPolicy
 from flagging.rawsql import Raw
 from flagging.screening import Hit, active_rules, cached_rules
@@ -159,6 +166,12 @@ _PREVIOUS = (
     "SELECT id, visibility, visibility_source, reason, withhold_until, content, content_type"
     " FROM document_versions WHERE document_id = :document AND version = :version"
 )
+# The latest decision by a person or the clock, skipping those that messages made: whether
+# a person's withholding still stands (rarely run: only when a message asks to release).
+_LAST_PERSON_DECISION = (
+    "SELECT source, visibility FROM decisions WHERE document_id = :document"
+    " AND source NOT IN ('message', 'screening') ORDER BY id DESC LIMIT 1"
+)
 _INSERT_DOCUMENT = (
     "INSERT INTO documents (sender_id, document_number, kind, status, nhs_number, family_name,"
     " given_name, birth_date, practice_ods_code, practice_id, latest_version, document_type,"
@@ -215,6 +228,7 @@ def store_document(
         _THREAD_OF, {"sender": sender.id, "number": doc.number, "parent": doc.parent_number}
     )
     content, content_type = doc.content, doc.content_type
+    flag = _source_flag(doc, sender.txa18_v_policy)
     previous: Previous | None = None
     if document_id is None:
         version_number, published = 1, False
@@ -239,6 +253,12 @@ def store_document(
             reason=before[3],
             withhold_until=raw.read_timestamp(before[4]),
             held=not auto_release,
+            person_withheld=(
+                before[1] == Visibility.WITHHELD
+                and flag is not None
+                and flag.visibility != Visibility.WITHHELD
+                and _person_withheld(raw, document_id)
+            ),
         )
         if content is None and not doc.cancel:
             # A status change without content (T03) keeps the text of the version before it.
@@ -263,7 +283,7 @@ def store_document(
         hits = rules.screen(_text(content, content_type), doc.document_type, doc.specialty)
     initial = initial_visibility(
         cancel=doc.cancel,
-        flag=_source_flag(doc, sender.txa18_v_policy),
+        flag=flag,
         previous=previous,
         screened=bool(hits),
         window=window,
@@ -362,6 +382,14 @@ def store_document(
             now=now,
         )
     return int(document_id)
+
+
+def _person_withheld(raw: Raw, document_id: int) -> bool:
+    row = raw.one(_LAST_PERSON_DECISION, {"document": document_id})
+    return row is not None and (row[0], row[1]) == (
+        Source.CLINICIAN.value,
+        Visibility.WITHHELD.value,
+    )
 
 
 def _feed_mode(raw: Raw, practice_id: int) -> str:

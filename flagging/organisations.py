@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from flagging.errors import Conflict, InvalidInput, NotFound
-from flagging.models import Practice, ReviewWindow, Sender
+from flagging.models import Practice, ReviewWindow, Sender, SenderToken
+from flagging.models.base import utcnow
 from flagging.rawsql import Raw
 from flagging.tokens import hash_token, new_token
 
@@ -25,20 +27,13 @@ def add_sender(session: Session, ods_code: str, name: str, application: str = ""
     ods_code, application = ods_code.strip().upper(), application.strip()
     if not ods_code:
         raise InvalidInput("a sender needs an ODS code (the value it sends in MSH-4)")
-    token = new_token()
-    session.add(
-        Sender(
-            ods_code=ods_code,
-            application=application,
-            name=name.strip() or ods_code,
-            token_hash=hash_token(token),
-        )
-    )
+    sender = Sender(ods_code=ods_code, application=application, name=name.strip() or ods_code)
+    session.add(sender)
     try:
         session.flush()
     except IntegrityError:
         raise Conflict(f"sender {ods_code} {application} is already registered".strip()) from None
-    return token
+    return _issue(session, sender, "first token", utcnow()).token
 
 
 def list_senders(session: Session) -> list[Sender]:
@@ -79,8 +74,116 @@ def find_sender(session: Session, facility: str, application: str = "") -> Sende
     return session.get(Sender, policy.id) if policy else None
 
 
-def sender_by_token(session: Session, token: str) -> Sender | None:
-    return session.scalars(select(Sender).where(Sender.token_hash == hash_token(token))).first()
+# Sender tokens --------------------------------------------------------------------------------
+
+# How stale `last_used_at` may get: often enough for an operator to see which token a trust
+# still uses, rarely enough that a busy sender's requests stay reads.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class IssuedSenderToken:
+    id: int
+    token: str  # shown once; only its hash is stored
+    sender: str  # the sender's ODS code (and application, when registered with one)
+
+
+@dataclass(frozen=True)
+class SenderTokenInfo:
+    id: int
+    sender: str
+    name: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class SenderCredential:
+    """A request's proven sender, and which of its tokens proved it."""
+
+    sender: Sender
+    token_id: int
+
+
+def _label(sender: Sender) -> str:
+    return f"{sender.ods_code} {sender.application}".strip()
+
+
+def _issue(session: Session, sender: Sender, name: str, now: datetime) -> IssuedSenderToken:
+    token = new_token()
+    row = SenderToken(
+        sender_id=sender.id, token_hash=hash_token(token), name=name.strip()[:200], created_at=now
+    )
+    session.add(row)
+    session.flush()
+    return IssuedSenderToken(row.id, token, _label(sender))
+
+
+def sender_by_code(session: Session, ods_code: str, application: str = "") -> Sender:
+    """The sender registered exactly as `ods_code` (and `application`), for the operator."""
+    sender = session.scalars(
+        select(Sender).where(
+            Sender.ods_code == ods_code.strip().upper(),
+            Sender.application == application.strip(),
+        )
+    ).first()
+    if sender is None:
+        raise NotFound(f"no sender {ods_code.strip().upper()} {application.strip()}".strip())
+    return sender
+
+
+def issue_sender_token(
+    session: Session, ods_code: str, *, application: str = "", name: str = "", now: datetime
+) -> IssuedSenderToken:
+    """Another HTTP bearer token for a sender. The ones it already has stay valid until
+    revoked, so a trust can move its systems over one at a time."""
+    return _issue(session, sender_by_code(session, ods_code, application), name, now)
+
+
+def list_sender_tokens(session: Session) -> list[SenderTokenInfo]:
+    """Every sender token (never the token itself: it is not stored)."""
+    rows = session.execute(
+        select(SenderToken, Sender)
+        .join(Sender, Sender.id == SenderToken.sender_id)
+        .order_by(SenderToken.id)
+    )
+    return [
+        SenderTokenInfo(t.id, _label(s), t.name, t.created_at, t.last_used_at, t.revoked_at)
+        for t, s in rows
+    ]
+
+
+def revoke_sender_token(session: Session, token_id: int, *, now: datetime) -> SenderToken:
+    """Revoke a sender token at once: its next request is refused."""
+    row = session.get(SenderToken, token_id)
+    if row is None:
+        raise NotFound(f"no sender token {token_id}")
+    if row.revoked_at is None:
+        row.revoked_at = now
+        session.flush()
+    return row
+
+
+def sender_by_token(
+    session: Session, token: str, now: datetime | None = None
+) -> SenderCredential | None:
+    """The sender a bearer token proves, or None for an unknown or revoked token."""
+    if not token:
+        return None
+    found = session.execute(
+        select(SenderToken, Sender)
+        .join(Sender, Sender.id == SenderToken.sender_id)
+        .where(SenderToken.token_hash == hash_token(token), SenderToken.revoked_at.is_(None))
+    ).first()
+    if found is None:
+        return None
+    row, sender = found
+    now = now or utcnow()
+    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
+        row.last_used_at = now
+        session.flush()
+    return SenderCredential(sender, row.id)
 
 
 def add_practice(session: Session, ods_code: str, name: str) -> Practice:

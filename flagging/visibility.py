@@ -28,11 +28,14 @@ from flagging.models import (
 
 @dataclass(frozen=True)
 class Actor:
-    """Who decided: a signed-in user, a hospital system, or the service itself."""
+    """Who decided: a signed-in user, a hospital system, or the service itself. A decision
+    from a hospital's EPR names the clinician and also the sender and token that asserted it."""
 
     code: str = ""
     name: str = ""
     user_id: int | None = None
+    sender_id: int | None = None
+    sender_token_id: int | None = None
 
 
 SYSTEM = Actor(code="", name="flagging service")
@@ -74,6 +77,8 @@ def _apply(
         withhold_until=withhold_until,
         source=source.value,
         user_id=actor.user_id,
+        sender_id=actor.sender_id,
+        sender_token_id=actor.sender_token_id,
         decided_by_code=actor.code[:100],
         decided_by_name=actor.name[:200],
         decided_at=decided_at or now,
@@ -106,6 +111,9 @@ class Previous:
     reason: str
     withhold_until: datetime | None
     held: bool  # pending and waiting for a person (not for the review window)
+    # Withheld because a person decided so (web form, decision API), and no person or expiry
+    # has released it since: a message cannot undo that (DESIGN.md, precedence).
+    person_withheld: bool = False
 
 
 @dataclass(frozen=True)
@@ -140,6 +148,26 @@ def initial_visibility(
     if cancel:
         # A cancel shows nothing new: the thread keeps its state and is never auto-released.
         return Initial(Visibility(previous.visibility if previous else Visibility.PENDING))
+    if (
+        flag is not None
+        and flag.visibility != Visibility.WITHHELD
+        and previous is not None
+        and previous.person_withheld
+    ):
+        # A message may withhold, never release (nor make pending, a step to release) what a
+        # person withheld: an EPR resending its default, or a forged message, must not
+        # undo a clinician. The new version stays withheld until a person decides again.
+        return Initial(
+            Visibility.WITHHELD,
+            Source(previous.source or Source.CLINICIAN.value),
+            reason=previous.reason,
+            note=(
+                f"carried over from version {previous.version}, which a person withheld; "
+                f"the message asked for {flag.visibility.value}, which only a person's "
+                "decision can give"
+            ),
+            withhold_until=previous.withhold_until,
+        )
     if flag is not None:
         pending = flag.visibility == Visibility.PENDING
         return Initial(

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from config import Settings
+from config.logs import configure_logging
 from flagging.db import Database, acquired_lock, run_batch
 from flagging.rawsql import Raw
 
@@ -176,7 +177,7 @@ class WriterProcess(Generic[T]):
 def serve(units: Connection, replies: Connection, max_batch: int = 32) -> None:
     """The writer process: settings, then batches of units in; one commit each; results out."""
     settings: Settings = pickle.loads(units.recv_bytes())  # noqa: S301
-    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, settings.log_format)
     db = Database(settings)
     integrity_error: type[Exception] = db.engine.dialect.loaded_dbapi.IntegrityError
     try:

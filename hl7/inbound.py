@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from sqlalchemy.exc import SQLAlchemyError
 
 from config import Settings
+from flagging.bindings import Peer, is_refusal, may_send, refusal
 from flagging.db import Database, GroupCommit
 from flagging.errors import Conflict, NotFound
 from flagging.inbound import DocumentInput, Receipt
@@ -123,13 +124,24 @@ class MessageHandler:
     # Entry points -------------------------------------------------------------------------
 
     def handle(
-        self, raw: bytes, *, transport: str, peer: str = "", sender_id: int | None = None
+        self,
+        raw: bytes,
+        *,
+        transport: str,
+        peer: str = "",
+        sender_id: int | None = None,
+        connection: Peer | None = None,
     ) -> Reply:
         """Process one message and return the ACK to send (after the commit).
 
         `sender_id` is the sender an HTTP bearer token proved; MSH-4 must then name it.
+        `connection` is the MLLP connection it came on: MSH-4 must name a sender bound to it
+        (flagging/bindings.py).
         """
-        return self._handle(raw, _read(raw, self.settings), transport, peer, sender_id=sender_id)
+        reading = _read(raw, self.settings)
+        if connection is not None:
+            self._check_binding(reading, connection)
+        return self._handle(raw, reading, transport, peer, sender_id=sender_id)
 
     def handle_oversize(self, head: bytes, size: int, *, transport: str, peer: str = "") -> Reply:
         """Answer AR to a message over the size limit; its first bytes are kept as evidence."""
@@ -154,11 +166,46 @@ class MessageHandler:
                 )
             if row.reprocessed_as_id is not None:
                 raise Conflict(f"message {message_id} was already reprocessed")
+            if is_refusal(row.error_text):
+                # Its sender never proved who it was: running it would process a forgery.
+                raise Conflict(
+                    f"message {message_id} came on a connection its sender is not bound to: "
+                    "it cannot be reprocessed; the sender must send it again"
+                )
             raw = row.raw
         peer = f"message {message_id}"
         return self._handle(raw, _read(raw, self.settings), "reprocess", peer, replaces=message_id)
 
     # Internals ----------------------------------------------------------------------------
+
+    def _check_binding(self, reading: _Reading, connection: Peer) -> None:
+        """Reject a message whose MSH-4 names a sender not bound to its connection; it is
+        still recorded, with that reason, and never processed. Looked up once per connection
+        and sender (cached on `connection`), outside the writer's transaction."""
+        header = reading.header
+        if reading.rejection is not None or header is None:
+            return
+        try:
+            with self.db.reading() as session:
+                allowed = may_send(
+                    Raw.on(session.connection()),
+                    connection,
+                    header.sending_facility,
+                    header.sending_application,
+                )
+        except (SQLAlchemyError, self._dbapi_error) as exc:
+            log.error("sender binding not checked: database error %s", type(exc).__name__)
+            reading.rejection = rejected(
+                "207", "the message could not be processed now; resend it later"
+            )
+            return
+        if not allowed:
+            log.warning(
+                "MLLP message claiming sender %s refused: not bound to the connection from %s",
+                header.sending_facility,
+                connection.describe(),
+            )
+            reading.rejection = rejected("204", refusal(header.sending_facility), "MSH^1^4")
 
     def _refresh_rules(self) -> None:
         """Refresh the rules that `screen_ahead` uses, at most once a second: the writer

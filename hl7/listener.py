@@ -2,7 +2,10 @@
 
 Each connection reads in large chunks, decodes frames with `FrameDecoder`, and answers each
 complete frame in order once its transaction has committed. Connections are bounded in number,
-closed after an idle timeout, and optionally wrapped in TLS.
+closed after an idle timeout, and optionally wrapped in TLS (mutual TLS when the context
+requires client certificates). Who is at the other end (address, client certificate) is read
+once when a connection opens and handed with each frame to the handler, which checks that the
+sender MSH-4 names is bound to it (flagging/bindings.py).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import ssl
 import threading
 from typing import Protocol
 
+from flagging.bindings import Peer
 from hl7.inbound import Reply
 from hl7.mllp import Frame, FrameDecoder, encode
 
@@ -23,7 +27,9 @@ READ_SIZE = 256 * 1024
 
 
 class Handler(Protocol):
-    def handle(self, raw: bytes, *, transport: str, peer: str = "") -> Reply: ...
+    def handle(
+        self, raw: bytes, *, transport: str, peer: str = "", connection: Peer | None = None
+    ) -> Reply: ...
 
     def handle_oversize(
         self, head: bytes, size: int, *, transport: str, peer: str = ""
@@ -123,7 +129,7 @@ class MLLPListener:
                 conn = self.ssl_context.wrap_socket(conn, server_side=True)
             with self._lock:
                 self._connections.add(conn)
-            self._converse(conn, peer)
+            self._converse(conn, peer, _identify(conn, addr))
         except (ssl.SSLError, OSError) as exc:
             log.info("MLLP connection %s ended: %s", peer, type(exc).__name__)
         finally:
@@ -133,7 +139,7 @@ class MLLPListener:
             conn.close()
             self._slots.release()
 
-    def _converse(self, conn: socket.socket, peer: str) -> None:
+    def _converse(self, conn: socket.socket, peer: str, identity: Peer) -> None:
         decoder = FrameDecoder(self.max_message_bytes)
         while True:
             try:
@@ -145,9 +151,21 @@ class MLLPListener:
                 return
             for event in decoder.feed(data):
                 if isinstance(event, Frame):
-                    reply = self.handler.handle(event.payload, transport="mllp", peer=peer)
+                    reply = self.handler.handle(
+                        event.payload, transport="mllp", peer=peer, connection=identity
+                    )
                 else:
                     reply = self.handler.handle_oversize(
                         event.head, event.size, transport="mllp", peer=peer
                     )
                 conn.sendall(encode(reply.ack))
+
+
+def _identify(conn: socket.socket, addr: tuple[str, int]) -> Peer:
+    """The connection's address and, when the handshake verified one, its client certificate."""
+    if not isinstance(conn, ssl.SSLSocket):
+        return Peer.of(addr[0])
+    der = conn.getpeercert(binary_form=True)
+    # getpeercert() describes only a certificate the handshake verified against the CA.
+    subject = (conn.getpeercert() or {}).get("subject", ()) if der else ()
+    return Peer.of(addr[0], der, subject)  # type: ignore[arg-type]

@@ -14,7 +14,7 @@ from werkzeug.wrappers import Response
 
 from api.auth import current_user, require
 from api.context import database
-from api.pages import html_pages
+from api.pages import html_pages, query_int
 from api.schemas.base import load_form
 from api.schemas.practices import PracticeFormSchema, RouteFormSchema
 from api.schemas.rules import RuleFormSchema
@@ -263,7 +263,7 @@ def quarantine() -> str:
     """Messages not accepted (quarantined: content errors; rejected), newest first."""
     asked = request.args.get("outcome", "")
     outcome = MessageOutcome.REJECTED if asked == "rejected" else MessageOutcome.QUARANTINED
-    before = request.args.get("before", type=int)
+    before = query_int("before")
     with database().reading() as session:
         rows = messages_uc.list_messages(session, outcome=outcome, before_id=before, limit=PAGE + 1)
     more = len(rows) > PAGE
@@ -299,7 +299,7 @@ def reprocess(message_id: int) -> Response:
 
 
 def _unroutable_page(errors: dict[int, str] | None = None) -> Any:
-    before = request.args.get("before", type=int)
+    before = query_int("before")
     with database().reading() as session:
         rows = documents_uc.list_documents(
             session, unroutable=True, before_id=before, limit=PAGE + 1

@@ -13,7 +13,7 @@ from werkzeug.wrappers import Response
 
 from api.auth import SignedIn, current_user, require
 from api.context import database
-from api.pages import html_pages
+from api.pages import html_pages, query_int
 from api.presentation import LONDON, Mark, highlight
 from api.schemas.base import load_form
 from api.schemas.decisions import DecisionFormSchema
@@ -163,7 +163,7 @@ def _page(
 @bp.get("/documents/<int:document_id>")
 def document(document_id: int) -> str:
     """A document: patient, authorship, its text or PDF, screening hits, versions, history."""
-    version = request.args.get("version", type=int)
+    version = query_int("version")
     with database().reading() as session:
         return _page(session, current_user(), document_id, version_number=version)
 

@@ -30,6 +30,8 @@ from flagging.models import REASON_LABELS, Reason, Visibility
 bp = Blueprint("gp", __name__, url_prefix="/gp/v1")
 
 HL7_V2 = "application/hl7-v2"
+OCTET_STREAM = "application/octet-stream"
+SAFE_INLINE_MEDIA_TYPES = frozenset({"application/pdf", "text/plain"})
 REALM = 'Bearer realm="gp"'
 
 _feed_query = FeedQuerySchema()
@@ -207,7 +209,15 @@ def document_content(ods_code: str, document_id: int) -> Response:
         if source is None or source.content is None:
             return problem(404, "Not Found", f"document {document_id} has no content")
         body, content_type = source.content, source.content_type or "application/octet-stream"
-    return Response(body, status=200, content_type=content_type)
+    # Whatever a hospital declares is passed on only when it cannot run in a browser: HTML,
+    # SVG or XML from an EPR would otherwise execute in the GP system's origin if it opened it.
+    media = content_type.split(";", 1)[0].strip().lower()
+    inline = media in SAFE_INLINE_MEDIA_TYPES
+    response = Response(body, status=200, content_type=content_type if inline else OCTET_STREAM)
+    response.headers["Content-Disposition"] = (
+        "inline" if inline else f'attachment; filename="document-{document_id}"'
+    )
+    return response
 
 
 @bp.post("/practices/<ods_code>/acknowledgements")

@@ -27,6 +27,13 @@ from flagging.visibility import Actor, decide_visibility
 bp = Blueprint("hospital", __name__, url_prefix="/hospital/v1")
 
 
+@bp.after_request
+def no_store(response: Response) -> Response:
+    # Answers name patients' documents and decisions: no shared cache may keep them.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def _unauthorised() -> Response:
     response = problem(401, "Unauthorized", "the sender's bearer token is required")
     response.headers["WWW-Authenticate"] = 'Bearer realm="hospital"'
@@ -51,9 +58,10 @@ def decision(sender: str, number: str) -> Response:
             422, "Unprocessable Content", "the decision is not valid", errors=exc.messages
         )
     with database().transaction() as session:
-        owner = sender_by_token(session, token.strip())
-        if owner is None:
+        credential = sender_by_token(session, token.strip())
+        if credential is None:
             return _unauthorised()
+        owner = credential.sender
         if owner.ods_code != sender.strip().upper():
             return problem(
                 403, "Forbidden", f"this token belongs to sender {owner.ods_code}, not {sender}"
@@ -72,7 +80,12 @@ def decision(sender: str, number: str) -> Response:
             session,
             document_id=document.id,
             visibility=Visibility.WITHHELD if withheld else Visibility.VISIBLE,
-            actor=Actor(code=clinician["code"], name=clinician.get("name", "")),
+            actor=Actor(
+                code=clinician["code"],
+                name=clinician.get("name", ""),
+                sender_id=owner.id,
+                sender_token_id=credential.token_id,
+            ),
             reason=data.get("reason", ""),
             note=data.get("note", ""),
             withhold_until=data.get("withhold_until"),

@@ -16,6 +16,14 @@ from flagging.organisations import sender_by_token
 
 bp = Blueprint("ingest", __name__)
 
+
+@bp.after_request
+def no_store(response: Response) -> Response:
+    # An ACK echoes message content (MSA, ERR-8): no shared cache may keep it.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 # Media types that carry ER7 text. Plain text is accepted because that is what many
 # integration engines send.
 HL7_MEDIA_TYPES = frozenset(
@@ -47,8 +55,8 @@ def receive_message() -> Response:
     """Receive one HL7 v2 message from a registered sender and answer with its ACK."""
     token = _bearer_token()
     with database().transaction() as session:
-        sender = sender_by_token(session, token) if token else None
-        sender_id = sender.id if sender else None
+        credential = sender_by_token(session, token)
+        sender_id = credential.sender.id if credential else None
     if sender_id is None:
         response = problem(401, "Unauthorized", "a valid sender bearer token is required")
         response.headers["WWW-Authenticate"] = 'Bearer realm="hl7"'

@@ -42,7 +42,9 @@ def login() -> Response | tuple[str, int] | str:
     password = request.form.get("password", "")
     with database().transaction() as session:
         # Committed whether or not the login succeeds: failed attempts must be counted.
-        result = authenticate(session, username, password, datetime.now(UTC))
+        result = authenticate(
+            session, username, password, datetime.now(UTC), address=request.remote_addr or ""
+        )
         if result.user is not None:
             sign_in(result.user)
     if result.user is None:

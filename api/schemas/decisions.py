@@ -7,6 +7,7 @@ from typing import Any
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from api.schemas.base import FormSchema
+from flagging.gp import MAX_SEQ
 from flagging.models import Reason
 
 REASONS = [r.value for r in Reason]
@@ -29,7 +30,8 @@ class DecisionFormSchema(FormSchema):
         validate=validate.Length(max=NOTE_LENGTH, error="Keep the note under 2,000 characters"),
     )
     withhold_until = fields.Date(error_messages={"invalid": "Enter a real date"})
-    revision = fields.Int(required=True, strict=False)
+    # Bounded like the database column, so a forged value is a form error, never an overflow.
+    revision = fields.Int(required=True, strict=False, validate=validate.Range(min=0, max=MAX_SEQ))
 
     @validates_schema
     def reason_when_withholding(self, data: dict[str, Any], **_: Any) -> None:
@@ -58,7 +60,7 @@ class HospitalDecisionSchema(Schema):
     withhold_until = fields.AwareDateTime(load_default=None)
     decided_by = fields.Nested(ClinicianSchema, required=True)
     # The version the clinician signed off; refused (409) when a newer one has arrived since.
-    version = fields.Int(strict=True, validate=validate.Range(min=1))
+    version = fields.Int(strict=True, validate=validate.Range(min=1, max=MAX_SEQ))
 
     @validates_schema
     def reason_when_withholding(self, data: dict[str, Any], **_: Any) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from api.schemas.base import FormSchema
+from flagging.gp import MAX_SEQ
 
 
 class UserFormSchema(FormSchema):
@@ -24,7 +25,7 @@ class UserFormSchema(FormSchema):
         error_messages={"required": "Enter the person's name"},
     )
     role = fields.Str(required=True, validate=validate.OneOf(["clinician", "admin"]))
-    sender_id = fields.Int(strict=False)
+    sender_id = fields.Int(strict=False, validate=validate.Range(min=1, max=MAX_SEQ))
     clinician_code = fields.Str(load_default="", validate=validate.Length(max=100))
 
     @validates_schema

@@ -5,8 +5,14 @@ from flagging.models.documents import Document, DocumentStatus, DocumentVersion,
 from flagging.models.feed import EventType, FeedEvent, GPToken, GPTokenPractice
 from flagging.models.mesh import MeshChannel, MeshInbound, MeshMessage
 from flagging.models.messages import InboundMessage, MessageOutcome
-from flagging.models.organisations import Practice, ReviewWindow, Sender
-from flagging.models.users import Role, User
+from flagging.models.organisations import (
+    Practice,
+    ReviewWindow,
+    Sender,
+    SenderBinding,
+    SenderToken,
+)
+from flagging.models.users import Role, SignInAddress, User
 from flagging.models.visibility import (
     REASON_LABELS,
     Decision,
@@ -40,6 +46,9 @@ __all__ = [
     "ScreeningHit",
     "ScreeningRule",
     "Sender",
+    "SenderBinding",
+    "SenderToken",
+    "SignInAddress",
     "Source",
     "User",
     "VersionChange",

@@ -21,12 +21,44 @@ class Sender(Base):
     # Empty means "any MSH-3": NULLs would not be unique on either database.
     application: Mapped[str] = mapped_column(String(180), default="")
     name: Mapped[str] = mapped_column(String(200))
-    # SHA-256 of the HTTP bearer token; the token itself is shown once and never stored.
-    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     # Minutes a document stays pending before it is released if nobody decided (0 allowed).
     review_window_minutes: Mapped[int] = mapped_column(Integer, default=24 * 60)
     # What TXA-18 = V (very restricted) means for this sender: "withheld" or "pending".
     txa18_v_policy: Mapped[str] = mapped_column(String(10), default="pending")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class SenderToken(Base):
+    """A sender's HTTP bearer token (stored hashed). A sender may hold several at once while a
+    trust changes over from one to the next; a revoked token is refused from its next use."""
+
+    __tablename__ = "sender_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sender_id: Mapped[int] = mapped_column(ForeignKey("senders.id"), index=True)
+    # SHA-256 of the token; the token itself is shown once and never stored.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Updated at most once a minute, so a busy sender does not turn every request into a write.
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class SenderBinding(Base):
+    """How a sender proves itself on MLLP: a network it connects from, or a client certificate.
+
+    MSH-4 is only a claim; a connection speaks for the senders bound to it (flagging/bindings.py).
+    `kind` is "network" (a CIDR, IPv4 or IPv6) or "certificate" (a SHA-256 fingerprint of the
+    certificate, 64 hex digits, or a subject such as "CN=ra7-epr,O=Example Trust")."""
+
+    __tablename__ = "sender_bindings"
+    __table_args__ = (UniqueConstraint("sender_id", "kind", "value"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sender_id: Mapped[int] = mapped_column(ForeignKey("senders.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(12))
+    value: Mapped[str] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
@@ -60,6 +92,8 @@ class Practice(Base):
     # Optional MLLP push of the feed to the practice's system.
     push_host: Mapped[str] = mapped_column(String(200), default="")
     push_port: Mapped[int] = mapped_column(Integer, default=0)
+    # Push over TLS (with our client certificate when FLAGGING_PUSH_TLS_CERT is set).
+    push_tls: Mapped[bool] = mapped_column(default=False)
     push_seq: Mapped[int] = mapped_column(Integer, default=0)  # last event delivered
     push_failures: Mapped[int] = mapped_column(Integer, default=0)
     push_error: Mapped[str] = mapped_column(String(500), default="")

@@ -65,6 +65,10 @@ class Decision(Base):
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     decided_by_code: Mapped[str] = mapped_column(String(100), default="")  # ZFL-5.1
     decided_by_name: Mapped[str] = mapped_column(String(200), default="")
+    # A decision an EPR asserted through the hospital API: which sender and which of its
+    # tokens, beside the clinician it names (whom the service cannot itself verify).
+    sender_id: Mapped[int | None] = mapped_column(ForeignKey("senders.id"))
+    sender_token_id: Mapped[int | None] = mapped_column(ForeignKey("sender_tokens.id"))
     decided_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 

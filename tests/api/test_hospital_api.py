@@ -3,6 +3,7 @@ sign-off, with the sender's bearer token."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask.testing import FlaskClient
@@ -11,6 +12,7 @@ from sqlalchemy import select
 from flagging import organisations
 from flagging.db import Database
 from flagging.models import Decision, Document
+from flagging.models.base import utcnow
 from hl7.inbound import MessageHandler
 from tests import accounts, samples
 
@@ -137,3 +139,51 @@ def test_unknown_document_is_404_and_non_json_is_415(
     response = client.post(URL, data="visible", headers={"Authorization": f"Bearer {sender_token}"})
     assert response.status_code == 415
     assert response.mimetype == "application/problem+json"
+
+
+def test_an_epr_decision_records_the_sender_and_token_and_the_page_says_recorded_by_epr(
+    client: FlaskClient, sender_token: str, handler: MessageHandler, db: Database
+) -> None:
+    accounts.ingest(handler, samples.mdm())
+    with db.transaction() as session:
+        sender = organisations.sender_by_code(session, "RXX")
+        second = organisations.issue_sender_token(session, "RXX", name="EPR", now=utcnow())
+    response = _post(
+        client,
+        second.token,
+        {"visibility": "withheld", "reason": "serious-harm", "decided_by": SIGNED_OFF_BY},
+    )
+    assert response.status_code == 200
+    [decision] = _decisions(db)
+    assert (decision.sender_id, decision.sender_token_id) == (sender.id, second.id)
+    assert decision.decided_by_code == "C1234567"
+
+    accounts.add_clinician(db)
+    accounts.sign_in(client, accounts.CLINICIAN)
+    page = client.get(f"/documents/{accounts.document_id(db, 'DOC-1')}").get_data(as_text=True)
+    assert f"recorded by EPR (RXX token {second.id})" in page
+    assert "Dr Sam Grey" in page
+
+
+def test_a_decision_made_on_the_page_is_not_shown_as_recorded_by_epr(
+    client: FlaskClient, sender_token: str, handler: MessageHandler, db: Database
+) -> None:
+    accounts.ingest(handler, samples.mdm())
+    accounts.add_clinician(db)
+    accounts.sign_in(client, accounts.CLINICIAN)
+    url = f"/documents/{accounts.document_id(db, 'DOC-1')}"
+    page = client.get(url).get_data(as_text=True)
+    revision = re.search(r'name="revision" value="(\d+)"', page)
+    assert revision
+    response = client.post(
+        f"{url}/decision",
+        data={
+            "csrf_token": accounts.csrf_token(page),
+            "decision": "release",
+            "revision": revision.group(1),
+        },
+    )
+    assert response.status_code == 302
+    [decision] = _decisions(db)
+    assert (decision.sender_id, decision.sender_token_id) == (None, None)
+    assert "recorded by EPR" not in client.get(url).get_data(as_text=True)

@@ -19,3 +19,9 @@ def test_migrated_schema_matches_the_models(db: Database) -> None:
     with db.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diff == []
+
+
+def test_revision_ids_fit_the_alembic_version_column() -> None:
+    # alembic_version.version_num is VARCHAR(32): PostgreSQL refuses a longer id at upgrade time.
+    script = ScriptDirectory.from_config(alembic_config())
+    assert [r.revision for r in script.walk_revisions() if len(r.revision) > 32] == []

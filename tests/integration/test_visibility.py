@@ -21,6 +21,7 @@ from flagging.models import (
     Visibility,
 )
 from flagging.visibility import Actor, decide_visibility, release_lapsed
+from flagging.worklist import Filters, worklist_page
 from hl7.inbound import MessageHandler
 from tests import samples
 
@@ -372,3 +373,82 @@ def test_review_window_never_releases_a_document_someone_decided_to_withhold(
     assert _release(db, due + timedelta(days=30)) == 0
     assert _document(db).visibility == "withheld"
     assert [d.source for d in _decisions(db, document.id)] == ["clinician"]
+
+
+def _worklist_withheld(db: Database) -> list[tuple[str, int]]:
+    with db.reading() as session:
+        sender_id = session.scalars(select(Sender.id)).one()
+        page = worklist_page(session, Filters(sender_id, status=Visibility.WITHHELD))
+        return [(r.document.document_number, r.document.latest_version) for r in page.rows]
+
+
+def test_a_message_never_releases_what_a_clinician_withheld(
+    handler: MessageHandler, db: Database
+) -> None:
+    _ingest(handler, samples.mdm(control_id="M1"))
+    document_id = _document(db).id
+    _decide(db, document_id, "withheld", reason="safeguarding")
+
+    # The hospital sends an addendum flagged visible at source, then one with TXA-18 U
+    # (usual control), then one that asks for pending (a step towards release).
+    addendum = samples.mdm("T06", control_id="M2", number="DOC-1-A", parent="DOC-1")
+    _ingest(handler, _with_segment(addendum, _zfl("V")))
+    _ingest(handler, samples.mdm("T06", control_id="M3", number="DOC-1-B", parent="DOC-1"))
+    asks_pending = samples.mdm("T06", control_id="M4", number="DOC-1-C", parent="DOC-1")
+    _ingest(handler, _with_segment(asks_pending, _zfl("P")))
+
+    document = _document(db)
+    assert (document.latest_version, document.visibility) == (4, "withheld")
+    assert document.withhold_until is None
+    decisions = _decisions(db, document_id)
+    assert [(d.visibility, d.source, d.reason) for d in decisions] == [
+        ("withheld", "clinician", "safeguarding"),
+    ] * 4
+    assert "the message asked for visible" in decisions[1].note
+    # The practice was told of each new version, never that it became visible.
+    assert [e[1:] for e in _events(db)][1:] == [
+        ("visibility.changed", "withheld"),
+        ("document.superseded", "withheld"),
+        ("document.superseded", "withheld"),
+        ("document.superseded", "withheld"),
+    ]
+    # The worklist shows the new version first among the withheld, for the clinician to
+    # decide on; a person's release still works.
+    assert _worklist_withheld(db) == [("DOC-1", 4)]
+    _decide(db, document_id, "visible", expected_revision=document.revision)
+    assert _document(db).visibility == "visible"
+
+
+def test_a_message_may_still_withhold_but_not_release_after_withholding_a_clinicians_choice(
+    handler: MessageHandler, db: Database
+) -> None:
+    _set_window(db, 0)
+    _ingest(handler, samples.mdm(control_id="M1"))
+    document_id = _document(db).id
+    _decide(db, document_id, "withheld", reason="third-party")
+    withhold = samples.mdm("T06", control_id="M2", number="DOC-1-A", parent="DOC-1")
+    _ingest(handler, _with_segment(withhold, _zfl("W", "legal")))
+    assert _decisions(db, document_id)[-1].source == "message"
+    release = samples.mdm("T06", control_id="M3", number="DOC-1-B", parent="DOC-1")
+    _ingest(handler, _with_segment(release, _zfl("V")))
+    assert _document(db).visibility == "withheld"
+
+
+def test_a_message_may_release_what_a_message_or_a_released_decision_left_withheld(
+    handler: MessageHandler, db: Database
+) -> None:
+    _set_window(db, 0)
+    _ingest(handler, _with_segment(samples.mdm(control_id="M1"), _zfl("W", "legal")))
+    release = samples.mdm("T06", control_id="M2", number="DOC-1-A", parent="DOC-1")
+    _ingest(handler, _with_segment(release, _zfl("V")))
+    assert _document(db).visibility == "visible"
+
+    # A clinician withheld, then released; later the hospital withholds and releases again.
+    document_id = _document(db).id
+    _decide(db, document_id, "withheld", reason="legal")
+    _decide(db, document_id, "visible")
+    again = samples.mdm("T06", control_id="M3", number="DOC-1-B", parent="DOC-1")
+    _ingest(handler, _with_segment(again, _zfl("W", "legal")))
+    last = samples.mdm("T06", control_id="M4", number="DOC-1-C", parent="DOC-1")
+    _ingest(handler, _with_segment(last, _zfl("V")))
+    assert _document(db).visibility == "visible"

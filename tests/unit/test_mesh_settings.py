@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,11 @@ from mesh.client import MeshConfig
 
 @pytest.fixture
 def base(tmp_path: Path) -> dict[str, str]:
-    return {"FLAGGING_INSTANCE_PATH": str(tmp_path / "instance"), "FLAGGING_SECRET_KEY": "k"}
+    return {
+        "FLAGGING_INSTANCE_PATH": str(tmp_path / "instance"),
+        # Production wants a strong key: 64 hex digits of 32 random bytes.
+        "FLAGGING_SECRET_KEY": secrets.token_hex(32),
+    }
 
 
 MESH = {

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import secrets
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ import pytest
 from config import ConfigError, Settings, load_settings
 
 MIB = 1024 * 1024
+STRONG_KEY = "9f1c2e7ab4d05863c7e1f2a9b0d4e6c8a1f3b5d7e9c2a4f6b8d0e1c3a5f7b9d2"  # 32 bytes, hex
 
 
 @pytest.fixture
@@ -57,7 +60,7 @@ def test_every_flagging_variable_is_mapped(tmp_path: Path) -> None:
             "FLAGGING_ENV": "production",
             "FLAGGING_INSTANCE_PATH": str(tmp_path / "inst"),
             "FLAGGING_DATABASE_URL": "postgresql+psycopg://u:p@db/flagging",
-            "FLAGGING_SECRET_KEY": " s3cret ",
+            "FLAGGING_SECRET_KEY": f" {STRONG_KEY} ",
             "FLAGGING_HTTP_HOST": "192.0.2.10",
             "FLAGGING_HTTP_PORT": "8080",
             "FLAGGING_MLLP_HOST": "10.0.0.5",
@@ -66,6 +69,10 @@ def test_every_flagging_variable_is_mapped(tmp_path: Path) -> None:
             "FLAGGING_MLLP_IDLE_TIMEOUT": "12.5",
             "FLAGGING_MLLP_TLS_CERT": "/etc/tls/cert.pem",
             "FLAGGING_MLLP_TLS_KEY": "/etc/tls/key.pem",
+            "FLAGGING_MLLP_TLS_CLIENT_CA": "/etc/tls/senders-ca.pem",
+            "FLAGGING_PUSH_TLS_CA": "/etc/tls/practices-ca.pem",
+            "FLAGGING_PUSH_TLS_CERT": "/etc/tls/push-cert.pem",
+            "FLAGGING_PUSH_TLS_KEY": "/etc/tls/push-key.pem",
             "FLAGGING_MAX_MESSAGE_BYTES": "2048",
             "FLAGGING_FALLBACK_CHARSET": "iso8859-1",
             "FLAGGING_PROCESSING_IDS": "p, t",
@@ -79,7 +86,7 @@ def test_every_flagging_variable_is_mapped(tmp_path: Path) -> None:
         env="production",
         instance_path=(tmp_path / "inst").resolve(),
         database_url="postgresql+psycopg://u:p@db/flagging",
-        secret_key="s3cret",
+        secret_key=STRONG_KEY,
         http_host="192.0.2.10",
         http_port=8080,
         mllp_host="10.0.0.5",
@@ -88,6 +95,10 @@ def test_every_flagging_variable_is_mapped(tmp_path: Path) -> None:
         mllp_idle_timeout=12.5,
         mllp_tls_cert="/etc/tls/cert.pem",
         mllp_tls_key="/etc/tls/key.pem",
+        mllp_tls_client_ca="/etc/tls/senders-ca.pem",
+        push_tls_ca="/etc/tls/practices-ca.pem",
+        push_tls_cert="/etc/tls/push-cert.pem",
+        push_tls_key="/etc/tls/push-key.pem",
         max_message_bytes=2048,
         fallback_charset="iso8859-1",
         processing_ids=("P", "T"),
@@ -167,6 +178,16 @@ def test_tls_certificate_and_key_must_come_together(
         load_settings({**base, "FLAGGING_MLLP_TLS_CERT": cert, "FLAGGING_MLLP_TLS_KEY": key})
 
 
+def test_a_client_ca_without_tls_on_the_listener_is_refused(base: dict[str, str]) -> None:
+    with pytest.raises(ConfigError, match="FLAGGING_MLLP_TLS_CLIENT_CA needs TLS"):
+        load_settings({**base, "FLAGGING_MLLP_TLS_CLIENT_CA": "/etc/tls/ca.pem"})
+
+
+def test_push_client_certificate_and_key_must_come_together(base: dict[str, str]) -> None:
+    with pytest.raises(ConfigError, match="FLAGGING_PUSH_TLS_CERT and FLAGGING_PUSH_TLS_KEY"):
+        load_settings({**base, "FLAGGING_PUSH_TLS_CERT": "/etc/tls/push.pem"})
+
+
 def test_config_file_is_read(base: dict[str, str], tmp_path: Path) -> None:
     config = tmp_path / "flagging.toml"
     config.write_text(
@@ -222,3 +243,40 @@ def test_settings_are_frozen(base: dict[str, str]) -> None:
 
     with pytest.raises(AttributeError):
         settings.http_port = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "s3cret",
+        "change-me-in-production",
+        "a" * 200,
+        "password" * 10,
+        "0123456789abcdef" * 2,  # 16 distinct hex characters, but only 128 bits
+    ],
+)
+def test_production_refuses_a_secret_key_of_fewer_than_32_random_bytes(
+    base: dict[str, str], key: str
+) -> None:
+    with pytest.raises(ConfigError, match="32 random bytes"):
+        load_settings({**base, "FLAGGING_ENV": "production", "FLAGGING_SECRET_KEY": key})
+
+
+@pytest.mark.parametrize("make", [lambda: secrets.token_hex(32), lambda: secrets.token_urlsafe(32)])
+def test_production_accepts_a_secret_key_of_32_random_bytes(
+    base: dict[str, str], make: Callable[[], str]
+) -> None:
+    key = make()
+    settings = load_settings({**base, "FLAGGING_ENV": "production", "FLAGGING_SECRET_KEY": key})
+    assert settings.secret_key == key
+
+
+def test_development_keeps_accepting_a_short_secret_key(base: dict[str, str]) -> None:
+    assert load_settings({**base, "FLAGGING_SECRET_KEY": "s3cret"}).secret_key == "s3cret"
+
+
+def test_log_format_is_text_or_json(base: dict[str, str]) -> None:
+    assert load_settings(base).log_format == "text"
+    assert load_settings({**base, "FLAGGING_LOG_FORMAT": "JSON"}).log_format == "json"
+    with pytest.raises(ConfigError, match="FLAGGING_LOG_FORMAT"):
+        load_settings({**base, "FLAGGING_LOG_FORMAT": "xml"})

@@ -1,7 +1,7 @@
 """MESH channel: each practice's mailbox, the messages sent for its feed events and what came back
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-03 08:39:36.559268
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import flagging.models.base
 
-revision: str = "0002"
-down_revision: str | None = "0001"
+revision: str = "0006"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
