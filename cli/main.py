@@ -20,6 +20,7 @@ from config import ConfigError, load_settings
 from config.logs import configure_logging
 from flagging import documents as documents_uc
 from flagging import gp, organisations, screening, users
+from flagging import mesh as mesh_uc
 from flagging import messages as messages_uc
 from flagging.errors import FlaggingError
 from flagging.migrate import upgrade
@@ -197,7 +198,7 @@ def cmd_practices_list(args: argparse.Namespace) -> int:
 
 
 def cmd_practices_set(args: argparse.Namespace) -> int:
-    """Change a practice's feed mode and MLLP push endpoint."""
+    """Change a practice's feed mode, MLLP push endpoint and MESH mailbox."""
     with _services().db.transaction() as session:
         practice = gp.configure_practice(
             session,
@@ -208,7 +209,53 @@ def cmd_practices_set(args: argparse.Namespace) -> int:
             push_from=args.push_from,
         )
         push = f"{practice.push_host}:{practice.push_port}" if practice.push_host else "off"
-        print(f"practice {practice.ods_code}: feed mode {practice.feed_mode}, push {push}")
+        mesh_set = args.no_mesh or args.mesh_mailbox is not None
+        if mesh_set or args.mesh_workflow is not None or args.mesh_from is not None:
+            current = mesh_uc.channel_of(session, args.ods_code)
+            mailbox = "" if args.no_mesh else (args.mesh_mailbox or "")
+            if not mesh_set:
+                if current is None:
+                    raise FlaggingError("give --mesh-mailbox to put the practice on MESH")
+                mailbox = current.mailbox
+            mesh_uc.configure_channel(
+                session,
+                args.ods_code,
+                mailbox,
+                workflow=args.mesh_workflow,
+                send_from=args.mesh_from,
+            )
+        channel = mesh_uc.channel_of(session, args.ods_code)
+        mesh = f"{channel.mailbox} ({channel.workflow})" if channel else "off"
+        print(
+            f"practice {practice.ods_code}: feed mode {practice.feed_mode}, push {push}, "
+            f"MESH {mesh}"
+        )
+    return 0
+
+
+def cmd_practices_mesh(args: argparse.Namespace) -> int:
+    """Practices on MESH and how delivery is going; with an ODS code, each message sent."""
+    with _services().db.transaction() as session:
+        if args.ods_code:
+            rows = [
+                output.mesh_message(m)
+                for m in mesh_uc.sent_messages(session, args.ods_code, after=args.after)
+            ]
+            columns = ["seq", "event", "document", "message_id", "tracking", "answer"]
+        else:
+            rows = [output.mesh_status(s) for s in mesh_uc.channel_status(session)]
+            columns = [
+                "ods_code",
+                "mailbox",
+                "sent",
+                "backlog",
+                "in_mailbox",
+                "downloaded",
+                "filed",
+                "errors",
+                "state",
+            ]
+    output.table(rows, columns, args.json)
     return 0
 
 
@@ -545,6 +592,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--push-port", type=int)
     p.add_argument("--push-from", type=int, help="count events up to N as already delivered")
     p.add_argument("--no-push", action="store_true", help="stop pushing to the practice")
+    p.add_argument(
+        "--mesh-mailbox",
+        metavar="ID",
+        help="send the feed to this MESH mailbox (again: resume a stopped channel)",
+    )
+    p.add_argument(
+        "--mesh-workflow",
+        metavar="WORKFLOW",
+        help=f"MESH workflow id of the messages (default {mesh_uc.DEFAULT_WORKFLOW})",
+    )
+    p.add_argument("--mesh-from", type=int, help="count events up to N as already sent")
+    p.add_argument("--no-mesh", action="store_true", help="stop sending over MESH")
+    p = command(practices, "mesh", cmd_practices_mesh, "MESH delivery per practice")
+    p.add_argument("ods_code", nargs="?", help="list the messages sent to this practice")
+    p.add_argument("--after", type=int, default=0, help="messages after event N")
+    p.add_argument("--json", action="store_true")
     p = command(practices, "token", cmd_practices_token, "issue a GP system's bearer token")
     p.add_argument("ods_codes", nargs="+", metavar="ODS", help="the practices it may read")
     p.add_argument("--name", default="", help="whose it is (a GP system, a supplier)")

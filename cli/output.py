@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from flagging.gp import TokenInfo
+from flagging.mesh import MeshStatus, SentMessage
 from flagging.models import (
     Document,
     DocumentVersion,
@@ -81,6 +82,48 @@ def practice(p: Practice) -> dict[str, Any]:
         "push_failures": p.push_failures,
         "push_error": p.push_error,
         "push_retry_at": p.push_retry_at,
+    }
+
+
+def mesh_status(s: MeshStatus) -> dict[str, Any]:
+    if s.stopped:
+        state = f"STOPPED: {s.error}"
+    elif s.error:
+        state = f"retrying ({s.failures} failed) at {_plain(s.retry_at)}: {s.error}"
+    else:
+        state = "ok"
+    return {
+        "ods_code": s.ods_code,
+        "mailbox": s.mailbox,
+        "workflow": s.workflow,
+        "feed_seq": s.feed_seq,
+        "sent": s.sent_seq,
+        "backlog": s.backlog,
+        "in_mailbox": s.accepted,
+        "downloaded": s.downloaded,
+        "filed": s.filed,
+        "errors": s.tracking_errors + s.refused,
+        "stopped": s.stopped,
+        "failures": s.failures,
+        "error": s.error,
+        "retry_at": s.retry_at,
+        "state": state,
+    }
+
+
+def mesh_message(m: SentMessage) -> dict[str, Any]:
+    return {
+        "seq": m.seq,
+        "event": m.event_type,
+        "document": m.document_id,
+        "local_id": m.local_id,
+        "message_id": m.message_id,
+        "sent_at": m.sent_at,
+        "tracking": m.tracking,
+        "ack_kind": m.ack_kind,
+        "ack_code": m.ack_code,
+        "ack_detail": m.ack_detail,
+        "answer": m.answer,
     }
 
 

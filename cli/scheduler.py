@@ -10,9 +10,12 @@ from datetime import UTC, datetime
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.exc import SQLAlchemyError
 
+from api import itk
 from cli.wiring import Services
 from flagging.visibility import release_lapsed
 from hl7.push import PushSettings, push_due
+from mesh import channel as mesh_channel
+from mesh.client import MeshConfig
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +40,32 @@ def push_job(services: Services) -> int:
     return delivered
 
 
+def mesh_job(services: Services) -> int:
+    """Send the feeds of practices on MESH, in order (see mesh/channel.py): the messages are
+    built by api/itk.py. Nothing to do when our own MESH mailbox is not configured."""
+    config = MeshConfig.from_settings(services.settings)
+    if config is None:
+        return 0
+    sent = mesh_channel.send_due(services.db, config, itk.render, itk.subject)
+    if sent:
+        log.info("sent %d feed events over MESH", sent)
+    return sent
+
+
+def mesh_tracking_job(services: Services) -> int:
+    """Poll MESH tracking of what we sent, and collect the practices' ITK3 responses."""
+    config = MeshConfig.from_settings(services.settings)
+    if config is None:
+        return 0
+    return mesh_channel.track(services.db, config) + mesh_channel.collect(services.db, config)
+
+
 # (name, function, interval in seconds)
 JOBS: list[tuple[str, Callable[[Services], object], float]] = [
     ("release", release_job, 30.0),
     ("push", push_job, 5.0),
+    ("mesh", mesh_job, 5.0),
+    ("mesh-tracking", mesh_tracking_job, 60.0),
 ]
 
 

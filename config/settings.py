@@ -11,7 +11,7 @@ import os
 import secrets
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 MIB = 1024 * 1024
@@ -73,6 +73,18 @@ class Settings:
     trusted_user_header: str = ""
     # How long a clinician's or administrator's sign-in lasts.
     session_hours: int = 8
+    # MESH, for practices that receive their feed in their MESH mailbox: the MESH server's
+    # address, our own mailbox, its password and the environment's shared secret (the HMAC
+    # key of MESH's authorisation header), and the client certificate and key MESH issued for
+    # the mailbox (mutual TLS), with the CA bundle to check MESH's own certificate. An empty
+    # mailbox turns the channel off.
+    mesh_url: str = ""
+    mesh_mailbox: str = ""
+    mesh_password: str = field(default="", repr=False)
+    mesh_shared_key: str = field(default="", repr=False)
+    mesh_cert: str = ""
+    mesh_key: str = ""
+    mesh_ca_cert: str = ""
 
     @property
     def is_production(self) -> bool:
@@ -220,6 +232,24 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     )
     if frame_deadline <= 0:
         raise ConfigError("FLAGGING_MLLP_FRAME_DEADLINE must be a positive number of seconds")
+    mesh = {
+        name: get(f"FLAGGING_MESH_{name.upper()}")
+        for name in ("url", "mailbox", "password", "shared_key", "cert", "key", "ca_cert")
+    }
+    if mesh["mailbox"]:
+        missing = [n for n in ("url", "password", "shared_key") if not mesh[n]]
+        if missing:
+            names = ", ".join(f"FLAGGING_MESH_{n.upper()}" for n in missing)
+            raise ConfigError(f"FLAGGING_MESH_MAILBOX is set: {names} must be set too")
+    if bool(mesh["cert"]) != bool(mesh["key"]):
+        raise ConfigError("FLAGGING_MESH_CERT and FLAGGING_MESH_KEY must be set together")
+    if mesh["mailbox"] and env == "production":
+        if not mesh["url"].startswith("https://"):
+            raise ConfigError("FLAGGING_MESH_URL must be https:// in production")
+        if not mesh["cert"]:
+            raise ConfigError(
+                "MESH needs its client certificate in production (FLAGGING_MESH_CERT)"
+            )
 
     max_bytes = _int(get("FLAGGING_MAX_MESSAGE_BYTES", str(16 * MIB)), "FLAGGING_MAX_MESSAGE_BYTES")
     if max_bytes < 1024:
@@ -261,6 +291,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         log_format=log_format,
         trusted_user_header=get("FLAGGING_TRUSTED_USER_HEADER"),
         session_hours=_int(get("FLAGGING_SESSION_HOURS", "8"), "FLAGGING_SESSION_HOURS"),
+        mesh_url=mesh["url"],
+        mesh_mailbox=mesh["mailbox"].upper(),
+        mesh_password=mesh["password"],
+        mesh_shared_key=mesh["shared_key"],
+        mesh_cert=mesh["cert"],
+        mesh_key=mesh["key"],
+        mesh_ca_cert=mesh["ca_cert"],
     )
 
 

@@ -21,8 +21,8 @@ from api.schemas.rules import RuleFormSchema
 from api.schemas.senders import UNITS, ReviewWindowSchema, SenderPolicySchema, minutes
 from api.schemas.users import UserFormSchema
 from flagging import documents as documents_uc
+from flagging import mesh, organisations, screening, users
 from flagging import messages as messages_uc
-from flagging import organisations, screening, users
 from flagging.errors import FlaggingError
 from flagging.models import Document, InboundMessage, MessageOutcome, Role, Sender
 
@@ -131,8 +131,13 @@ def practices() -> Any:
                 errors = {"ods_code": str(exc)}
     with database().reading() as session:
         rows = organisations.list_practices(session)
+        mesh_rows = mesh.channel_status(session)
     page = render_template(
-        "admin/practices.html", practices=rows, errors=errors, values=request.form
+        "admin/practices.html",
+        practices=rows,
+        mesh_channels=mesh_rows,
+        errors=errors,
+        values=request.form,
     )
     return page, 422 if errors else 200
 

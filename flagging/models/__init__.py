@@ -3,6 +3,7 @@
 from flagging.models.base import Base, metadata
 from flagging.models.documents import Document, DocumentStatus, DocumentVersion, VersionChange
 from flagging.models.feed import EventType, FeedEvent, GPToken, GPTokenPractice
+from flagging.models.mesh import MeshChannel, MeshInbound, MeshMessage
 from flagging.models.messages import InboundMessage, MessageOutcome
 from flagging.models.organisations import (
     Practice,
@@ -37,6 +38,9 @@ __all__ = [
     "GPToken",
     "GPTokenPractice",
     "InboundMessage",
+    "MeshChannel",
+    "MeshInbound",
+    "MeshMessage",
     "MessageOutcome",
     "Practice",
     "Reason",
