@@ -1,7 +1,7 @@
 """decisions name the sender and token of an EPR that recorded them
 
 Revision ID: 0004_epr_decision_sender
-Revises: 0003_sessions_and_sign_in_addresses
+Revises: 0003_sessions_throttle
 Create Date: 2026-12-03 09:30:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004_epr_decision_sender"
-down_revision: str | None = "0003_sessions_and_sign_in_addresses"
+down_revision: str | None = "0003_sessions_throttle"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,6 +1,6 @@
 """users' session generation (sessions end on the server), failed sign-ins per address
 
-Revision ID: 0003_sessions_and_sign_in_addresses
+Revision ID: 0003_sessions_throttle
 Revises: 0002_sender_tokens
 Create Date: 2026-12-03 09:15:00
 """
@@ -12,7 +12,7 @@ from alembic import op
 
 import flagging.models.base
 
-revision: str = "0003_sessions_and_sign_in_addresses"
+revision: str = "0003_sessions_throttle"
 down_revision: str | None = "0002_sender_tokens"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
