@@ -167,12 +167,16 @@ def check_csrf() -> None:
 
 
 def _local_path(target: str) -> bool:
-    """A path on this site: starts with one '/', and has no scheme, host, backslash, white
-    space or control character (browsers drop tabs and newlines and read '\\' as '/', so
-    '/\\tevil.example' would be another site)."""
+    """A path on this site: starts with one '/', has no scheme, host or control character, and
+    no backslash or space before its query (browsers drop tabs and newlines and read '\\' as
+    '/', so '/\\tevil.example' would be another site)."""
     if not target.startswith("/") or target.startswith("//"):
         return False
-    if any(c == "\\" or c.isspace() or not c.isprintable() for c in target):
+    if not target.isprintable():
+        return False
+    # The query may hold spaces and backslashes (a worklist filter); the path may not.
+    path = target.split("?", 1)[0].split("#", 1)[0]
+    if "\\" in path or " " in path:
         return False
     parts = urlsplit(target)
     return not parts.scheme and not parts.netloc

@@ -109,11 +109,14 @@ def test_sign_in_ignores_a_next_that_leads_off_this_site(
     assert response.headers["Location"] == "/worklist"
 
 
+@pytest.mark.parametrize(
+    "target", ["/documents/7?version=2", "/worklist?patient=Smith%2C%20John&status=pending"]
+)
 def test_sign_in_follows_a_next_that_is_a_path_on_this_site(
-    client: FlaskClient, clinician: int
+    client: FlaskClient, clinician: int, target: str
 ) -> None:
-    response = _login(client, accounts.CLINICIAN, accounts.PASSWORD, "/documents/7?version=2")
-    assert response.headers["Location"] == "/documents/7?version=2"
+    response = _login(client, accounts.CLINICIAN, accounts.PASSWORD, target)
+    assert response.headers["Location"] == target
 
 
 # Origin --------------------------------------------------------------------------------------
