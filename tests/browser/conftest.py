@@ -36,6 +36,16 @@ def _require_chromium() -> None:
     pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium chromium-driver)")
 
 
+@pytest.fixture(scope="session")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the tests save their screenshots: a temporary folder, or the README's
+    (FLAGGING_SCREENSHOTS=docs/screenshots ./scripts/test tests/browser) when asked."""
+    asked = os.environ.get("FLAGGING_SCREENSHOTS", "")
+    folder = Path(asked) if asked else tmp_path_factory.mktemp("screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     """One headless Chromium per test module."""

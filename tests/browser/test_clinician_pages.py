@@ -1,5 +1,6 @@
 """A clinician in a real browser: sign in, work through the worklist, withhold one document,
-release another, read the history. Also makes the README's screenshots."""
+release another, read the history. Its screenshots go to a temporary folder, or to the README's
+with FLAGGING_SCREENSHOTS=docs/screenshots."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from flagging.db import Database
 from hl7.inbound import MessageHandler
 from tests import accounts, samples
 
-SCREENSHOTS = Path(__file__).resolve().parent.parent.parent / "docs" / "screenshots"
 OTHER_AUTHOR = "C7654321^BLUE^ROBIN^^^DR"
 
 
@@ -115,21 +115,20 @@ def _sign_in(page: Page) -> None:
 
 @pytest.mark.usefixtures("ward")
 def test_clinician_withholds_one_document_releases_another_and_reads_the_history(
-    page: Page,
+    page: Page, screenshots: Path
 ) -> None:
     _sign_in(page)
     expect(page.get_by_role("heading", name="Worklist")).to_be_visible()
     rows = page.locator("tbody tr")
     expect(rows).to_have_count(3)  # "my documents": not Dr Blue's letter
     expect(rows.first).to_contain_text("ADEBAYO")  # pending, soonest deadline first
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "worklist.png"), full_page=True)
+    page.screenshot(path=str(screenshots / "worklist.png"), full_page=True)
 
     page.get_by_role("link", name=re.compile("ADEBAYO")).click()
     expect(page.get_by_role("heading", name="Discharge summary", exact=True)).to_be_visible()
     expect(page.locator("pre.document-text mark").first).to_contain_text("carcinoma")
     expect(page.get_by_text("999 000 0018").first).to_be_visible()
-    page.screenshot(path=str(SCREENSHOTS / "document.png"), full_page=True)
+    page.screenshot(path=str(screenshots / "document.png"), full_page=True)
 
     page.get_by_label("Not yet discussed with the patient").check()
     page.get_by_label("Note", exact=True).fill("Oncology to discuss with her first.")
@@ -214,7 +213,7 @@ def _axe_violations(page: Page) -> str:
 @pytest.mark.usefixtures("ward")
 @pytest.mark.parametrize("width", [1280, 390])
 def test_the_document_page_and_worklist_have_no_axe_violation_on_a_laptop_or_a_phone(
-    page: Page, handler: MessageHandler, width: int
+    page: Page, handler: MessageHandler, width: int, screenshots: Path
 ) -> None:
     # An addendum, so that the versions table has rows to scroll on a phone.
     accounts.ingest(
@@ -235,8 +234,7 @@ def test_the_document_page_and_worklist_have_no_axe_violation_on_a_laptop_or_a_p
     expect(page.get_by_role("heading", name="Discharge summary", exact=True)).to_be_visible()
     assert _axe_violations(page) == ""
     if width == 390:
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / "document-phone.png"), full_page=True)
+        page.screenshot(path=str(screenshots / "document-phone.png"), full_page=True)
     # The page never scrolls sideways; a wide table scrolls inside its own frame.
     assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
 
