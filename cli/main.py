@@ -16,10 +16,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cli import demo, gp_poll, output, scheduler
 from cli.wiring import Services, build, mllp_listener, web_app
-from config import ConfigError, load_settings
+from config import ConfigError, Settings, load_settings
+from flagging import bindings, gp, organisations, screening, users
 from flagging import documents as documents_uc
-from flagging import gp, organisations, screening, users
 from flagging import messages as messages_uc
+from flagging.db import Database
 from flagging.errors import FlaggingError
 from flagging.migrate import upgrade
 from flagging.models import MessageOutcome
@@ -60,8 +61,10 @@ def _long_running(*, ingest: bool = False) -> Services:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Web app and MLLP listener in one process (the trial and small-trust mode)."""
+    settings = load_settings()
+    if settings.is_production:
+        _check_mllp_exposure(settings, settings.mllp_host)
     services = _long_running(ingest=True)
-    settings = services.settings
     if not settings.is_production:
         upgrade(services.db.engine)
     if args.demo:
@@ -89,6 +92,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_mllp(args: argparse.Namespace) -> int:
     """The MLLP listener alone (run as many as needed in production)."""
+    settings = load_settings()
+    _check_mllp_exposure(settings, settings.mllp_host)
     services = _long_running(ingest=True)
     listener = mllp_listener(services, port=args.port)
     host, port = listener.address
@@ -145,9 +150,64 @@ def cmd_senders_add(args: argparse.Namespace) -> int:
 
 def cmd_senders_list(args: argparse.Namespace) -> int:
     with _services().db.transaction() as session:
-        rows = [output.sender(s) for s in organisations.list_senders(session)]
-    output.table(rows, ["ods_code", "application", "name", "created_at"], args.json)
+        bound = bindings.bindings_by_sender(session)
+        rows = [output.sender(s, bound.get(s.id)) for s in organisations.list_senders(session)]
+    output.table(
+        rows,
+        ["ods_code", "application", "name", "networks", "certificates", "created_at"],
+        args.json,
+    )
     return 0
+
+
+def cmd_senders_set(args: argparse.Namespace) -> int:
+    """Bind a sender's MLLP connections to networks and/or client certificates."""
+    networks = [] if args.clear_networks else args.allow_network
+    certificates = [] if args.clear_certificates else args.certificate
+    if networks is None and certificates is None:
+        raise CommandError(
+            "say what to set: --allow-network CIDR..., --certificate FINGERPRINT|SUBJECT..., "
+            "--clear-networks or --clear-certificates"
+        )
+    with _services().db.transaction() as session:
+        sender = organisations.find_sender(session, args.ods_code, args.application)
+        if sender is None:
+            raise CommandError(f"no sender {args.ods_code.upper()} is registered")
+        now = bindings.set_bindings(
+            session, sender.id, networks=networks, certificates=certificates
+        )
+        name = f"{sender.ods_code} {sender.application}".strip()
+    nets, certs = now[bindings.NETWORK], now[bindings.CERTIFICATE]
+    print(
+        f"sender {name}: MLLP from networks {', '.join(nets) or '(any)'}; "
+        f"certificates {', '.join(certs) or '(none required)'}"
+        + ("" if nets or certs else "; with no binding it may send only over loopback")
+    )
+    return 0
+
+
+def _check_mllp_exposure(settings: Settings, host: str) -> None:
+    """Production refuses an MLLP listener that anyone on the network could speak to as a
+    sender: on a non-loopback address, while a sender has no binding and client
+    certificates are not required. (Such a sender's messages would be refused anyway; the
+    point is to find the mistake at start, not at the first message.) Checked before the
+    process starts anything else."""
+    if not settings.is_production or settings.mllp_tls_client_ca:
+        return
+    if bindings.is_loopback_host(host):
+        return
+    db = Database(settings)
+    try:
+        with db.reading() as session:
+            unbound = bindings.unbound_senders(session)
+    finally:
+        db.dispose()
+    if unbound:
+        raise CommandError(
+            f"refusing to listen for MLLP on {host or 'every address'}: senders "
+            f"{', '.join(unbound)} have no network or certificate binding and "
+            "FLAGGING_MLLP_TLS_CLIENT_CA is not set (flagging senders set ODS --allow-network CIDR)"
+        )
 
 
 def cmd_practices_add(args: argparse.Namespace) -> int:
@@ -489,8 +549,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ods_code")
     p.add_argument("--name", default="")
     p.add_argument("--application", default="", help="MSH-3, when one trust has several")
-    p = command(senders, "list", cmd_senders_list, "list senders")
+    p = command(senders, "list", cmd_senders_list, "list senders and their MLLP bindings")
     p.add_argument("--json", action="store_true")
+    p = command(
+        senders,
+        "set",
+        cmd_senders_set,
+        "bind a sender's MLLP connections to networks and/or client certificates",
+    )
+    p.add_argument("ods_code")
+    p.add_argument("--application", default="", help="the sender's MSH-3, if it has one")
+    p.add_argument(
+        "--allow-network",
+        nargs="+",
+        metavar="CIDR",
+        help="the networks it connects from (replaces those set before)",
+    )
+    p.add_argument(
+        "--certificate",
+        nargs="+",
+        metavar="FINGERPRINT|SUBJECT",
+        help="its client certificates: SHA-256 fingerprints or subjects such as "
+        "'CN=ra7-engine,O=Example' (replaces those set before; needs FLAGGING_MLLP_TLS_CLIENT_CA)",
+    )
+    p.add_argument("--clear-networks", action="store_true", help="remove its networks")
+    p.add_argument("--clear-certificates", action="store_true", help="remove its certificates")
 
     practices = group("practices", "GP practices documents go to")
     p = command(practices, "add", cmd_practices_add, "register a practice by ODS code")
