@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import ssl
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -25,7 +26,7 @@ from flagging.errors import FlaggingError
 from flagging.migrate import upgrade
 from flagging.models import MessageOutcome
 from flagging.models.base import utcnow
-from hl7.client import MLLPClient
+from hl7.client import MLLPClient, tls_context
 from hl7.errors import HL7Error
 
 log = logging.getLogger("flagging.cli")
@@ -238,8 +239,11 @@ def cmd_practices_set(args: argparse.Namespace) -> int:
             push_host="" if args.no_push else args.push_host,
             push_port=0 if args.no_push else args.push_port,
             push_from=args.push_from,
+            push_tls=args.push_tls,
         )
         push = f"{practice.push_host}:{practice.push_port}" if practice.push_host else "off"
+        if practice.push_host and practice.push_tls:
+            push += " over TLS"
         print(f"practice {practice.ods_code}: feed mode {practice.feed_mode}, push {push}")
     return 0
 
@@ -481,9 +485,17 @@ def cmd_send(args: argparse.Namespace) -> int:
         if not found:
             raise CommandError(f"{name} holds no HL7 message (no line starts with MSH)")
         messages.extend((name, m) for m in found)
+    context = None
+    if args.tls or args.ca or args.cert:
+        if bool(args.cert) != bool(args.key):
+            raise CommandError("--cert and --key go together (a client certificate and its key)")
+        try:
+            context = tls_context(args.ca, args.cert, args.key)
+        except (OSError, ssl.SSLError) as exc:
+            raise CommandError(f"cannot load the TLS files: {exc}") from None
     failures = 0
     try:
-        with MLLPClient(args.host, args.port, timeout=args.timeout) as client:
+        with MLLPClient(args.host, args.port, timeout=args.timeout, ssl_context=context) as client:
             for name, message in messages:
                 ack = client.send(message)
                 text = ack.decode("latin-1")
@@ -592,6 +604,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--push-port", type=int)
     p.add_argument("--push-from", type=int, help="count events up to N as already delivered")
     p.add_argument("--no-push", action="store_true", help="stop pushing to the practice")
+    p.add_argument(
+        "--push-tls",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="push over TLS (FLAGGING_PUSH_TLS_CA, and FLAGGING_PUSH_TLS_CERT/KEY for a "
+        "practice that requires our client certificate)",
+    )
     p = command(practices, "token", cmd_practices_token, "issue a GP system's bearer token")
     p.add_argument("ods_codes", nargs="+", metavar="ODS", help="the practices it may read")
     p.add_argument("--name", default="", help="whose it is (a GP system, a supplier)")
@@ -670,6 +689,14 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--host", default="127.0.0.1")
     send.add_argument("--port", type=int, default=2575)
     send.add_argument("--timeout", type=float, default=30.0)
+    send.add_argument(
+        "--tls", action="store_true", help="connect over TLS (implied by --ca, --cert)"
+    )
+    send.add_argument(
+        "--ca", default="", help="CA file the server's certificate is checked against"
+    )
+    send.add_argument("--cert", default="", help="our client certificate (mutual TLS)")
+    send.add_argument("--key", default="", help="the client certificate's private key")
 
     command(sub, "demo", cmd_demo, "register a demo trust and practice and load the examples")
 

@@ -86,7 +86,12 @@ def practice(p: Practice) -> dict[str, Any]:
         "feed_seq": p.feed_seq,
         "acknowledged_seq": p.acknowledged_seq,
         "acknowledged_at": p.acknowledged_at,
-        "push": f"{p.push_host}:{p.push_port} at {p.push_seq}" if p.push_host else "",
+        "push": (
+            f"{p.push_host}:{p.push_port}{' (TLS)' if p.push_tls else ''} at {p.push_seq}"
+            if p.push_host
+            else ""
+        ),
+        "push_tls": p.push_tls,
         "push_failures": p.push_failures,
         "push_error": p.push_error,
         "push_retry_at": p.push_retry_at,

@@ -12,8 +12,10 @@ from cli.main import CommandError, _check_mllp_exposure, main
 from config import Settings
 from flagging import bindings, organisations
 from flagging.db import Database
+from hl7.inbound import MessageHandler
 from hl7.listener import MLLPListener
 from tests import samples
+from tests.pki import CertificateAuthority
 
 
 @pytest.fixture(autouse=True)
@@ -197,3 +199,38 @@ def test_production_listens_once_every_sender_is_bound_or_certificates_are_requi
         assert sender is not None
         bindings.set_bindings(session, sender.id, networks=["10.1.0.0/16"])
     _check_mllp_exposure(production, "10.0.0.5")
+
+
+def test_send_speaks_mutual_tls_with_a_ca_a_client_certificate_and_a_key(
+    capsys: pytest.CaptureFixture[str], handler: MessageHandler, tmp_path: Path
+) -> None:
+    ca = CertificateAuthority(tmp_path / "pki")
+    ours = ca.issue("rxx-engine")
+    server = MLLPListener(handler, port=0, ssl_context=ca.server_context(ca.issue("localhost")))
+    server.start()
+    try:
+        path = tmp_path / "one.hl7"
+        path.write_bytes(samples.mdm(control_id="TLS1"))
+        target = ["--host", "localhost", "--port", str(server.address[1]), "--ca", str(ca.cert)]
+        assert main(["send", str(path), *target]) == 1  # no client certificate: refused
+        assert "cannot talk to localhost" in capsys.readouterr().err
+        certificate = ["--cert", str(ours.cert), "--key", str(ours.key)]
+        assert main(["send", str(path), *target, *certificate]) == 0
+        assert "MSA|AA|TLS1" in capsys.readouterr().out
+        assert main(["send", str(path), *target, "--cert", str(ours.cert)]) == 1
+        assert "--cert and --key go together" in capsys.readouterr().err
+    finally:
+        server.stop()
+
+
+def test_practices_set_turns_tls_on_for_the_push(
+    capsys: pytest.CaptureFixture[str], sender_token: str
+) -> None:
+    argv = ["practices", "set", samples.PRACTICE, "--push-host", "gp.example"]
+    assert main([*argv, "--push-port", "2575", "--push-tls"]) == 0
+    assert "push gp.example:2575 over TLS" in capsys.readouterr().out
+    [practice] = _json(capsys, "practices", "list")  # type: ignore[misc]
+    assert practice["push_tls"] is True
+    assert main(["practices", "set", samples.PRACTICE, "--no-push-tls"]) == 0
+    [practice] = _json(capsys, "practices", "list")  # type: ignore[misc]
+    assert practice["push_tls"] is False
