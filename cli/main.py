@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import ssl
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -16,17 +17,18 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cli import demo, gp_poll, output, scheduler
 from cli.wiring import Services, build, mllp_listener, web_app
-from config import ConfigError, load_settings
+from config import ConfigError, Settings, load_settings
 from config.logs import configure_logging
+from flagging import bindings, gp, organisations, screening, users
 from flagging import documents as documents_uc
-from flagging import gp, organisations, screening, users
 from flagging import mesh as mesh_uc
 from flagging import messages as messages_uc
+from flagging.db import Database
 from flagging.errors import FlaggingError
 from flagging.migrate import upgrade
 from flagging.models import MessageOutcome
 from flagging.models.base import utcnow
-from hl7.client import MLLPClient
+from hl7.client import MLLPClient, tls_context
 from hl7.errors import HL7Error
 
 log = logging.getLogger("flagging.cli")
@@ -62,8 +64,10 @@ def _long_running(*, ingest: bool = False) -> Services:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Web app and MLLP listener in one process (the trial and small-trust mode)."""
+    settings = load_settings()
+    if settings.is_production:
+        _check_mllp_exposure(settings, settings.mllp_host)
     services = _long_running(ingest=True)
-    settings = services.settings
     if not settings.is_production:
         upgrade(services.db.engine)
     if args.demo:
@@ -91,6 +95,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_mllp(args: argparse.Namespace) -> int:
     """The MLLP listener alone (run as many as needed in production)."""
+    settings = load_settings()
+    _check_mllp_exposure(settings, settings.mllp_host)
     services = _long_running(ingest=True)
     listener = mllp_listener(services, port=args.port)
     host, port = listener.address
@@ -147,8 +153,13 @@ def cmd_senders_add(args: argparse.Namespace) -> int:
 
 def cmd_senders_list(args: argparse.Namespace) -> int:
     with _services().db.transaction() as session:
-        rows = [output.sender(s) for s in organisations.list_senders(session)]
-    output.table(rows, ["ods_code", "application", "name", "created_at"], args.json)
+        bound = bindings.bindings_by_sender(session)
+        rows = [output.sender(s, bound.get(s.id)) for s in organisations.list_senders(session)]
+    output.table(
+        rows,
+        ["ods_code", "application", "name", "networks", "certificates", "created_at"],
+        args.json,
+    )
     return 0
 
 
@@ -172,11 +183,61 @@ def cmd_senders_tokens(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_senders_set(args: argparse.Namespace) -> int:
+    """Bind a sender's MLLP connections to networks and/or client certificates."""
+    networks = [] if args.clear_networks else args.allow_network
+    certificates = [] if args.clear_certificates else args.certificate
+    if networks is None and certificates is None:
+        raise CommandError(
+            "say what to set: --allow-network CIDR..., --certificate FINGERPRINT|SUBJECT..., "
+            "--clear-networks or --clear-certificates"
+        )
+    with _services().db.transaction() as session:
+        sender = organisations.find_sender(session, args.ods_code, args.application)
+        if sender is None:
+            raise CommandError(f"no sender {args.ods_code.upper()} is registered")
+        now = bindings.set_bindings(
+            session, sender.id, networks=networks, certificates=certificates
+        )
+        name = f"{sender.ods_code} {sender.application}".strip()
+    nets, certs = now[bindings.NETWORK], now[bindings.CERTIFICATE]
+    print(
+        f"sender {name}: MLLP from networks {', '.join(nets) or '(any)'}; "
+        f"certificates {', '.join(certs) or '(none required)'}"
+        + ("" if nets or certs else "; with no binding it may send only over loopback")
+    )
+    return 0
+
+
 def cmd_senders_revoke_token(args: argparse.Namespace) -> int:
     with _services().db.transaction() as session:
         token = organisations.revoke_sender_token(session, args.id, now=utcnow())
     print(f"sender token {token.id} revoked")
     return 0
+
+
+def _check_mllp_exposure(settings: Settings, host: str) -> None:
+    """Production refuses an MLLP listener that anyone on the network could speak to as a
+    sender: on a non-loopback address, while a sender has no binding and client
+    certificates are not required. (Such a sender's messages would be refused anyway; the
+    point is to find the mistake at start, not at the first message.) Checked before the
+    process starts anything else."""
+    if not settings.is_production or settings.mllp_tls_client_ca:
+        return
+    if bindings.is_loopback_host(host):
+        return
+    db = Database(settings)
+    try:
+        with db.reading() as session:
+            unbound = bindings.unbound_senders(session)
+    finally:
+        db.dispose()
+    if unbound:
+        raise CommandError(
+            f"refusing to listen for MLLP on {host or 'every address'}: senders "
+            f"{', '.join(unbound)} have no network or certificate binding and "
+            "FLAGGING_MLLP_TLS_CLIENT_CA is not set (flagging senders set ODS --allow-network CIDR)"
+        )
 
 
 def cmd_practices_add(args: argparse.Namespace) -> int:
@@ -207,8 +268,11 @@ def cmd_practices_set(args: argparse.Namespace) -> int:
             push_host="" if args.no_push else args.push_host,
             push_port=0 if args.no_push else args.push_port,
             push_from=args.push_from,
+            push_tls=args.push_tls,
         )
         push = f"{practice.push_host}:{practice.push_port}" if practice.push_host else "off"
+        if practice.push_host and practice.push_tls:
+            push += " over TLS"
         mesh_set = args.no_mesh or args.mesh_mailbox is not None
         if mesh_set or args.mesh_workflow is not None or args.mesh_from is not None:
             current = mesh_uc.channel_of(session, args.ods_code)
@@ -496,9 +560,17 @@ def cmd_send(args: argparse.Namespace) -> int:
         if not found:
             raise CommandError(f"{name} holds no HL7 message (no line starts with MSH)")
         messages.extend((name, m) for m in found)
+    context = None
+    if args.tls or args.ca or args.cert:
+        if bool(args.cert) != bool(args.key):
+            raise CommandError("--cert and --key go together (a client certificate and its key)")
+        try:
+            context = tls_context(args.ca, args.cert, args.key)
+        except (OSError, ssl.SSLError) as exc:
+            raise CommandError(f"cannot load the TLS files: {exc}") from None
     failures = 0
     try:
-        with MLLPClient(args.host, args.port, timeout=args.timeout) as client:
+        with MLLPClient(args.host, args.port, timeout=args.timeout, ssl_context=context) as client:
             for name, message in messages:
                 ack = client.send(message)
                 text = ack.decode("latin-1")
@@ -564,7 +636,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ods_code")
     p.add_argument("--name", default="")
     p.add_argument("--application", default="", help="MSH-3, when one trust has several")
-    p = command(senders, "list", cmd_senders_list, "list senders")
+    p = command(senders, "list", cmd_senders_list, "list senders and their MLLP bindings")
     p.add_argument("--json", action="store_true")
     p = command(senders, "token", cmd_senders_token, "issue another HTTP bearer token")
     p.add_argument("ods_code")
@@ -574,6 +646,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p = command(senders, "revoke-token", cmd_senders_revoke_token, "revoke a sender token")
     p.add_argument("id", type=int)
+    p = command(
+        senders,
+        "set",
+        cmd_senders_set,
+        "bind a sender's MLLP connections to networks and/or client certificates",
+    )
+    p.add_argument("ods_code")
+    p.add_argument("--application", default="", help="the sender's MSH-3, if it has one")
+    p.add_argument(
+        "--allow-network",
+        nargs="+",
+        metavar="CIDR",
+        help="the networks it connects from (replaces those set before)",
+    )
+    p.add_argument(
+        "--certificate",
+        nargs="+",
+        metavar="FINGERPRINT|SUBJECT",
+        help="its client certificates: SHA-256 fingerprints or subjects such as "
+        "'CN=ra7-engine,O=Example' (replaces those set before; needs FLAGGING_MLLP_TLS_CLIENT_CA)",
+    )
+    p.add_argument("--clear-networks", action="store_true", help="remove its networks")
+    p.add_argument("--clear-certificates", action="store_true", help="remove its certificates")
 
     practices = group("practices", "GP practices documents go to")
     p = command(practices, "add", cmd_practices_add, "register a practice by ODS code")
@@ -592,6 +687,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--push-port", type=int)
     p.add_argument("--push-from", type=int, help="count events up to N as already delivered")
     p.add_argument("--no-push", action="store_true", help="stop pushing to the practice")
+    p.add_argument(
+        "--push-tls",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="push over TLS (FLAGGING_PUSH_TLS_CA, and FLAGGING_PUSH_TLS_CERT/KEY for a "
+        "practice that requires our client certificate)",
+    )
     p.add_argument(
         "--mesh-mailbox",
         metavar="ID",
@@ -686,6 +788,14 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--host", default="127.0.0.1")
     send.add_argument("--port", type=int, default=2575)
     send.add_argument("--timeout", type=float, default=30.0)
+    send.add_argument(
+        "--tls", action="store_true", help="connect over TLS (implied by --ca, --cert)"
+    )
+    send.add_argument(
+        "--ca", default="", help="CA file the server's certificate is checked against"
+    )
+    send.add_argument("--cert", default="", help="our client certificate (mutual TLS)")
+    send.add_argument("--key", default="", help="the client certificate's private key")
 
     command(sub, "demo", cmd_demo, "register a demo trust and practice and load the examples")
 

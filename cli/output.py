@@ -28,6 +28,12 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _cell(value: Any) -> str:
+    if isinstance(value, list):
+        return " ".join(str(v) for v in value) or "-"
+    return str(_plain(value) or "")
+
+
 def table(rows: Sequence[dict[str, Any]], columns: Sequence[str], as_json: bool) -> None:
     if as_json:
         print(json.dumps([{k: _plain(v) for k, v in row.items()} for row in rows], indent=2))
@@ -35,7 +41,7 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[str], as_json: bool)
     if not rows:
         print("(none)")
         return
-    cells = [[str(_plain(row.get(c, "")) or "") for c in columns] for row in rows]
+    cells = [[_cell(row.get(c, "")) for c in columns] for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
     print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
     for r in cells:
@@ -58,12 +64,16 @@ def record(data: dict[str, Any], as_json: bool) -> None:
             print(f"{key}: {_plain(value)}")
 
 
-def sender(s: Sender) -> dict[str, Any]:
+def sender(s: Sender, bindings: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    bound = bindings or {}
     return {
         "id": s.id,
         "ods_code": s.ods_code,
         "application": s.application,
         "name": s.name,
+        # How its MLLP connections are recognised (flagging/bindings.py).
+        "networks": bound.get("network", []),
+        "certificates": bound.get("certificate", []),
         "created_at": s.created_at,
     }
 
@@ -78,7 +88,12 @@ def practice(p: Practice) -> dict[str, Any]:
         "feed_seq": p.feed_seq,
         "acknowledged_seq": p.acknowledged_seq,
         "acknowledged_at": p.acknowledged_at,
-        "push": f"{p.push_host}:{p.push_port} at {p.push_seq}" if p.push_host else "",
+        "push": (
+            f"{p.push_host}:{p.push_port}{' (TLS)' if p.push_tls else ''} at {p.push_seq}"
+            if p.push_host
+            else ""
+        ),
+        "push_tls": p.push_tls,
         "push_failures": p.push_failures,
         "push_error": p.push_error,
         "push_retry_at": p.push_retry_at,

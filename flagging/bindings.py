@@ -152,6 +152,11 @@ _FIND_SENDER = (
 _BINDINGS = "SELECT kind, value FROM sender_bindings WHERE sender_id = :sender"
 
 
+def known_verdict(peer: Peer, facility: str, application: str) -> bool | None:
+    """What `may_send` found earlier on this connection for this sender, without a query."""
+    return peer.verdicts.get((facility.upper(), application))
+
+
 def may_send(raw: Raw, peer: Peer, facility: str, application: str) -> bool:
     """Whether `peer` may send as the sender that MSH-4 `facility` (MSH-3 `application`)
     names. True when no such sender is registered: the message is then rejected as coming

@@ -175,6 +175,7 @@ def configure_practice(
     push_host: str | None = None,
     push_port: int | None = None,
     push_from: int | None = None,
+    push_tls: bool | None = None,
 ) -> Practice:
     """Change how a practice receives its feed: the mode, and the optional MLLP push endpoint.
 
@@ -195,11 +196,13 @@ def configure_practice(
         practice.push_port = push_port
     if practice.push_host and not practice.push_port:
         raise InvalidInput("a push host needs a push port")
+    if push_tls is not None:
+        practice.push_tls = push_tls
     if push_from is not None:
         if not 0 <= push_from <= practice.feed_seq:
             raise InvalidInput(f"push-from must be between 0 and {practice.feed_seq}")
         practice.push_seq = max(practice.push_seq, push_from)
-    if push_host is not None or push_port is not None:
+    if push_host is not None or push_port is not None or push_tls is not None:
         # A new endpoint starts with a clean slate of errors.
         practice.push_failures, practice.push_error, practice.push_retry_at = 0, "", None
     session.flush()

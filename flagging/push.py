@@ -59,6 +59,7 @@ class PushTarget:
     host: str
     port: int
     push_seq: int  # the last event delivered
+    tls: bool = False
 
 
 def claim(session: Session, practice_id: int, now: datetime) -> PushTarget | None:
@@ -72,11 +73,19 @@ def claim(session: Session, practice_id: int, now: datetime) -> PushTarget | Non
             or_(Practice.push_retry_at.is_(None), Practice.push_retry_at <= now),
         )
         .values(push_retry_at=now + LEASE)
-        .returning(Practice.ods_code, Practice.push_host, Practice.push_port, Practice.push_seq)
+        .returning(
+            Practice.ods_code,
+            Practice.push_host,
+            Practice.push_port,
+            Practice.push_seq,
+            Practice.push_tls,
+        )
     ).first()
     if claimed is None:
         return None
-    return PushTarget(practice_id, claimed[0], claimed[1], int(claimed[2]), int(claimed[3]))
+    return PushTarget(
+        practice_id, claimed[0], claimed[1], int(claimed[2]), int(claimed[3]), bool(claimed[4])
+    )
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,16 @@ from hl7.mllp import Frame, FrameDecoder, TruncatedFrame, encode
 MAX_ACK_BYTES = 1024 * 1024
 
 
+def tls_context(ca: str = "", cert: str = "", key: str = "") -> ssl.SSLContext:
+    """A client's TLS context: the server's certificate checked against `ca` (a CA file;
+    empty: the system's CAs) and its name, and our own certificate and key presented when
+    given (mutual TLS)."""
+    context = ssl.create_default_context(cafile=ca or None)
+    if cert:
+        context.load_cert_chain(cert, key or None)
+    return context
+
+
 class MLLPClient:
     def __init__(
         self,

@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from config import Settings
 from flagging import memory
-from flagging.bindings import Peer, is_refusal, may_send, refusal
+from flagging.bindings import Peer, is_refusal, known_verdict, may_send, refusal
 from flagging.db import Database, GroupCommit, write_probe
 from flagging.errors import Conflict, NotFound
 from flagging.inbound import DocumentInput, Receipt
@@ -259,20 +259,14 @@ class MessageHandler:
         header = reading.header
         if reading.rejection is not None or header is None:
             return
-        try:
-            with self.db.reading() as session:
-                allowed = may_send(
-                    Raw.on(session.connection()),
-                    connection,
-                    header.sending_facility,
-                    header.sending_application,
+        allowed = known_verdict(connection, header.sending_facility, header.sending_application)
+        if allowed is None:
+            allowed = self._look_up_binding(header, connection)
+            if allowed is None:
+                reading.rejection = rejected(
+                    "207", "the message could not be processed now; resend it later"
                 )
-        except (SQLAlchemyError, self._dbapi_error) as exc:
-            log.error("sender binding not checked: database error %s", type(exc).__name__)
-            reading.rejection = rejected(
-                "207", "the message could not be processed now; resend it later"
-            )
-            return
+                return
         if not allowed:
             log.warning(
                 "MLLP message claiming sender %s refused: not bound to the connection from %s",
@@ -280,6 +274,20 @@ class MessageHandler:
                 connection.describe(),
             )
             reading.rejection = rejected("204", refusal(header.sending_facility), "MSH^1^4")
+
+    def _look_up_binding(self, header: Header, connection: Peer) -> bool | None:
+        """`may_send` in a read transaction of its own; None if the database failed."""
+        try:
+            with self.db.reading() as session:
+                return may_send(
+                    Raw.on(session.connection()),
+                    connection,
+                    header.sending_facility,
+                    header.sending_application,
+                )
+        except (SQLAlchemyError, self._dbapi_error) as exc:
+            log.error("sender binding not checked: database error %s", type(exc).__name__)
+            return None
 
     def _refresh_rules(self) -> None:
         """Refresh the rules that `screen_ahead` uses, at most once a second: the writer

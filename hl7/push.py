@@ -10,6 +10,7 @@ and nothing after it is sent before it succeeds.
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +39,9 @@ class PushSettings:
     timeout: float = 30.0
     fallback_charset: str = "windows-1252"
     batch: int = BATCH
+    # For practices pushed to over TLS: our CAs and client certificate (hl7.client.tls_context).
+    # None: the system's CAs and no client certificate.
+    ssl_context: ssl.SSLContext | None = None
 
 
 def check_ack(ack: bytes, control_id: str, fallback_charset: str) -> str:
@@ -62,11 +66,11 @@ def check_ack(ack: bytes, control_id: str, fallback_charset: str) -> str:
     return code
 
 
-ClientFactory = Callable[[str, int, float], MLLPClient]
+ClientFactory = Callable[[str, int, float, ssl.SSLContext | None], MLLPClient]
 
 
-def _connect(host: str, port: int, timeout: float) -> MLLPClient:
-    return MLLPClient(host, port, timeout=timeout)
+def _connect(host: str, port: int, timeout: float, context: ssl.SSLContext | None) -> MLLPClient:
+    return MLLPClient(host, port, timeout=timeout, ssl_context=context)
 
 
 def deliver_practice(
@@ -84,9 +88,12 @@ def deliver_practice(
         return 0
     seq = target.push_seq
     sent = 0
+    context = None
+    if target.tls:
+        context = settings.ssl_context or ssl.create_default_context()
     try:
-        client = connect(target.host, target.port, settings.timeout)
-    except OSError as exc:
+        client = connect(target.host, target.port, settings.timeout, context)
+    except OSError as exc:  # ssl.SSLError too: a failed handshake
         _failed(db, target, seq + 1, f"cannot connect to {target.host}:{target.port}: {exc}", clock)
         return 0
     with client:

@@ -20,8 +20,8 @@ from api.schemas.practices import PracticeFormSchema, RouteFormSchema
 from api.schemas.rules import RuleFormSchema
 from api.schemas.senders import UNITS, ReviewWindowSchema, SenderPolicySchema, minutes
 from api.schemas.users import UserFormSchema
+from flagging import bindings, mesh, organisations, screening, users
 from flagging import documents as documents_uc
-from flagging import mesh, organisations, screening, users
 from flagging import messages as messages_uc
 from flagging.errors import FlaggingError
 from flagging.models import Document, InboundMessage, MessageOutcome, Role, Sender
@@ -58,10 +58,12 @@ def _senders_page(errors: dict[int, dict[str, str]] | None = None, status: int =
     with database().reading() as session:
         senders = organisations.list_senders(session)
         windows = {s.id: organisations.review_windows(session, s.id) for s in senders}
+        bound = bindings.bindings_by_sender(session)
     page = render_template(
         "admin/senders.html",
         senders=senders,
         windows=windows,
+        bindings=bound,
         units=list(UNITS),
         errors=errors or {},
         values=request.form if errors else {},

@@ -8,7 +8,7 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from flagging import organisations
+from flagging import bindings, organisations
 from flagging.db import Database
 from flagging.models import (
     Document,
@@ -253,3 +253,22 @@ def test_admin_forms_without_the_csrf_token_are_refused(admin: FlaskClient, db: 
     assert response.status_code == 400
     with db.transaction() as session:
         assert session.scalars(select(ScreeningRule)).all() == []
+
+
+def test_the_senders_page_shows_each_senders_mllp_bindings(
+    admin: FlaskClient, db: Database
+) -> None:
+    page = admin.get("/admin/senders").get_data(as_text=True)
+    assert "Not bound: it may send over MLLP only from this machine" in page
+    sender_id = _sender(db).id
+    with db.transaction() as session:
+        bindings.set_bindings(
+            session,
+            sender_id,
+            networks=["192.0.2.0/24"],
+            certificates=["CN=rxx-engine,O=Test <Trust>"],
+        )
+    page = admin.get("/admin/senders").get_data(as_text=True)
+    assert "192.0.2.0/24" in page
+    assert "<code>CN=rxx-engine,O=Test &lt;Trust&gt;</code>" in page
+    assert "Not bound" not in page

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
@@ -21,6 +23,7 @@ from hl7.mllp import Frame, FrameDecoder, encode
 from hl7.push import PushRejected, PushSettings, check_ack, push_due
 from tests import samples
 from tests.gp_helpers import decide, document_id, now, send
+from tests.pki import CertificateAuthority
 
 Answer = Callable[[er7.Message], str | None]
 
@@ -33,7 +36,8 @@ class Receiver:
     """A GP system's MLLP endpoint: records each message and answers with `answer` (None
     closes the connection without answering)."""
 
-    def __init__(self) -> None:
+    def __init__(self, context: ssl.SSLContext | None = None) -> None:
+        self.context = context
         self.answer: Answer = aa
         self.received: list[er7.Message] = []
         self._server = socket.create_server(("127.0.0.1", 0))
@@ -54,8 +58,14 @@ class Receiver:
                 continue
             except OSError:
                 return
+            conn.settimeout(5)
+            if self.context is not None:
+                try:
+                    conn = self.context.wrap_socket(conn, server_side=True)
+                except (ssl.SSLError, OSError):
+                    conn.close()
+                    continue
             with conn:
-                conn.settimeout(5)
                 self._converse(conn)
 
     def _converse(self, conn: socket.socket) -> None:
@@ -205,3 +215,33 @@ def test_ack_check_reads_msa_and_err() -> None:
 
 def test_the_push_job_is_scheduled() -> None:
     assert "push" in [name for name, _, _ in JOBS]
+
+
+def test_a_practice_that_requires_mutual_tls_receives_the_push_with_our_certificate(
+    db: Database, handler: MessageHandler, tmp_path: Path
+) -> None:
+    ca = CertificateAuthority(tmp_path / "pki")
+    ours = ca.issue("flagging-push", organisation="Flagging service")
+    receiver = Receiver(ca.server_context(ca.issue("localhost")))
+    try:
+        send(handler, samples.mdm(control_id="M1", number="D1"))
+        with db.transaction() as session:
+            gp.configure_practice(
+                session,
+                samples.PRACTICE,
+                push_host="localhost",
+                push_port=receiver.port,
+                push_tls=True,
+            )
+        without_certificate = PushSettings(timeout=5, ssl_context=ca.client_context())
+        assert push_due(db, without_certificate) == 0
+        assert receiver.received == []
+        assert _practice(db).push_failures == 1
+
+        _retry_now(db)
+        with_certificate = PushSettings(timeout=5, ssl_context=ca.client_context(ours))
+        assert push_due(db, with_certificate) == 1
+        assert [m.msh.field(10) for m in receiver.received] == [f"{samples.PRACTICE}-{1:013d}"]
+        assert (_practice(db).push_seq, _practice(db).push_error) == (1, "")
+    finally:
+        receiver.close()

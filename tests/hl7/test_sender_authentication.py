@@ -257,12 +257,22 @@ def test_bindings_are_read_once_per_connection_and_sender(
             lookups.append(str(params["sender"]))
         return execute(self, statement, params)
 
+    reads: list[bool] = []
+    reading = Database.reading
+
+    def counting_reads(self: Database, **kwargs: bool) -> Any:
+        reads.append(True)
+        return reading(self, **kwargs)
+
     monkeypatch.setattr(Raw, "execute", counting)
+    monkeypatch.setattr(Database, "reading", counting_reads)
     with MLLPClient(*plain_listener.address) as client:
         codes = [_code(client.send(samples.mdm(control_id=f"M{i}"))) for i in range(5)]
         codes += [_code(client.send(_forgery(f"FORGED-{i}"))) for i in range(3)]
+    monkeypatch.undo()
     assert codes == ["AA"] * 5 + ["AR"] * 3
     assert len(lookups) == 2  # RXX once, RA7 once
+    assert len(reads) == 2  # and no other read transaction for the messages after the first
 
 
 def test_a_refused_message_is_never_reprocessed(

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import secrets
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from cli.main import main
+from cli.main import CommandError, _check_mllp_exposure, main
 from config import Settings
+from flagging import bindings, organisations
 from flagging.db import Database
+from hl7.inbound import MessageHandler
 from hl7.listener import MLLPListener
 from tests import samples
+from tests.pki import CertificateAuthority
 
 
 @pytest.fixture(autouse=True)
@@ -129,3 +134,105 @@ def test_demo_loads_the_examples_and_every_one_is_accepted(
     assert [answer.split()[0] for _, answer in answers] == ["AA"] * len(examples)
     documents = _json(capsys, "documents", "list")
     assert len(documents) == len(examples) - 1  # the addendum joins its parent's thread
+
+
+def test_senders_set_binds_networks_and_certificates_shown_by_senders_list(
+    capsys: pytest.CaptureFixture[str], sender_token: str
+) -> None:
+    fingerprint = ":".join(["AB"] * 32)
+    argv = ["senders", "set", samples.SENDER, "--allow-network", "192.0.2.0/24", "2001:db8::/32"]
+    assert main([*argv, "--certificate", fingerprint, "CN=rxx-engine,O=Test Trust"]) == 0
+    assert "MLLP from networks 192.0.2.0/24, 2001:db8::/32" in capsys.readouterr().out
+    [listed] = _json(capsys, "senders", "list")  # type: ignore[misc]
+    assert listed["networks"] == ["192.0.2.0/24", "2001:db8::/32"]
+    assert listed["certificates"] == ["CN=rxx-engine,O=Test Trust", "ab" * 32]
+    assert main(["senders", "list"]) == 0
+    assert "192.0.2.0/24 2001:db8::/32" in capsys.readouterr().out
+
+    assert main(["senders", "set", samples.SENDER, "--clear-networks"]) == 0
+    [listed] = _json(capsys, "senders", "list")  # type: ignore[misc]
+    assert (listed["networks"], len(listed["certificates"])) == ([], 2)
+    assert main(["senders", "set", samples.SENDER, "--clear-certificates"]) == 0
+    assert "may send only over loopback" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "reason"),
+    [
+        (["senders", "set", samples.SENDER], "say what to set"),
+        (["senders", "set", "RNONE", "--clear-networks"], "no sender RNONE"),
+        (["senders", "set", samples.SENDER, "--allow-network", "10.0.0.1/8"], "host bits"),
+        (["senders", "set", samples.SENDER, "--certificate", "O=NHS"], "must name its CN"),
+    ],
+)
+def test_senders_set_refuses_what_it_cannot_use_in_one_line(
+    capsys: pytest.CaptureFixture[str], sender_token: str, argv: list[str], reason: str
+) -> None:
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert reason in err
+    assert "\n" not in err
+
+
+def test_production_refuses_an_mllp_listener_any_unbound_sender_could_be_spoofed_on(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, sender_token: str
+) -> None:
+    monkeypatch.setenv("FLAGGING_ENV", "production")
+    monkeypatch.setenv("FLAGGING_SECRET_KEY", secrets.token_hex(32))
+    monkeypatch.setenv("FLAGGING_MLLP_HOST", "0.0.0.0")  # noqa: S104 (refused before binding)
+    monkeypatch.setenv("FLAGGING_MLLP_PORT", "0")
+    assert main(["mllp"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("flagging: refusing to listen for MLLP on 0.0.0.0")
+    assert f"senders {samples.SENDER} have no network or certificate binding" in err
+
+
+def test_production_listens_once_every_sender_is_bound_or_certificates_are_required(
+    settings: Settings, db: Database, sender_token: str
+) -> None:
+    production = replace(settings, env="production")
+    with pytest.raises(CommandError):
+        _check_mllp_exposure(production, "10.0.0.5")
+    _check_mllp_exposure(production, "127.0.0.1")  # loopback: only this machine can connect
+    _check_mllp_exposure(settings, "10.0.0.5")  # development
+    _check_mllp_exposure(replace(production, mllp_tls_client_ca="/ca.pem"), "10.0.0.5")
+    with db.transaction() as session:
+        sender = organisations.find_sender(session, samples.SENDER)
+        assert sender is not None
+        bindings.set_bindings(session, sender.id, networks=["10.1.0.0/16"])
+    _check_mllp_exposure(production, "10.0.0.5")
+
+
+def test_send_speaks_mutual_tls_with_a_ca_a_client_certificate_and_a_key(
+    capsys: pytest.CaptureFixture[str], handler: MessageHandler, tmp_path: Path
+) -> None:
+    ca = CertificateAuthority(tmp_path / "pki")
+    ours = ca.issue("rxx-engine")
+    server = MLLPListener(handler, port=0, ssl_context=ca.server_context(ca.issue("localhost")))
+    server.start()
+    try:
+        path = tmp_path / "one.hl7"
+        path.write_bytes(samples.mdm(control_id="TLS1"))
+        target = ["--host", "localhost", "--port", str(server.address[1]), "--ca", str(ca.cert)]
+        assert main(["send", str(path), *target]) == 1  # no client certificate: refused
+        assert "cannot talk to localhost" in capsys.readouterr().err
+        certificate = ["--cert", str(ours.cert), "--key", str(ours.key)]
+        assert main(["send", str(path), *target, *certificate]) == 0
+        assert "MSA|AA|TLS1" in capsys.readouterr().out
+        assert main(["send", str(path), *target, "--cert", str(ours.cert)]) == 1
+        assert "--cert and --key go together" in capsys.readouterr().err
+    finally:
+        server.stop()
+
+
+def test_practices_set_turns_tls_on_for_the_push(
+    capsys: pytest.CaptureFixture[str], sender_token: str
+) -> None:
+    argv = ["practices", "set", samples.PRACTICE, "--push-host", "gp.example"]
+    assert main([*argv, "--push-port", "2575", "--push-tls"]) == 0
+    assert "push gp.example:2575 over TLS" in capsys.readouterr().out
+    [practice] = _json(capsys, "practices", "list")  # type: ignore[misc]
+    assert practice["push_tls"] is True
+    assert main(["practices", "set", samples.PRACTICE, "--no-push-tls"]) == 0
+    [practice] = _json(capsys, "practices", "list")  # type: ignore[misc]
+    assert practice["push_tls"] is False
