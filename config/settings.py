@@ -200,12 +200,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     max_connections = _int(
         get("FLAGGING_MLLP_MAX_CONNECTIONS", "64"), "FLAGGING_MLLP_MAX_CONNECTIONS"
     )
+    # Unset, both follow the number of connections (16 of the default 64 each), so that
+    # setting FLAGGING_MLLP_MAX_CONNECTIONS alone never makes them contradict it.
     per_address = _int(
-        get("FLAGGING_MLLP_MAX_CONNECTIONS_PER_ADDRESS", "16"),
+        get("FLAGGING_MLLP_MAX_CONNECTIONS_PER_ADDRESS", str(max(1, min(16, max_connections)))),
         "FLAGGING_MLLP_MAX_CONNECTIONS_PER_ADDRESS",
     )
     reserved = _int(
-        get("FLAGGING_MLLP_RESERVED_CONNECTIONS", "16"), "FLAGGING_MLLP_RESERVED_CONNECTIONS"
+        get("FLAGGING_MLLP_RESERVED_CONNECTIONS", str(min(16, max_connections // 4))),
+        "FLAGGING_MLLP_RESERVED_CONNECTIONS",
     )
     if max_connections < 1 or not 1 <= per_address <= max_connections:
         raise ConfigError(

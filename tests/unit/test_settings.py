@@ -120,6 +120,15 @@ def test_every_flagging_variable_is_mapped(tmp_path: Path) -> None:
     assert not (tmp_path / "inst" / "secret_key").exists()
 
 
+def test_a_small_connection_limit_alone_brings_the_per_address_and_reserved_ones_down(
+    base: dict[str, str],
+) -> None:
+    settings = load_settings({**base, "FLAGGING_MLLP_MAX_CONNECTIONS": "8"})
+
+    assert settings.mllp_max_connections_per_address == 8
+    assert settings.mllp_reserved_connections == 2
+
+
 @pytest.mark.parametrize(
     ("variables", "name"),
     [
