@@ -228,18 +228,21 @@ _INSERT_DECISION = (
 )
 # A cancel withholds every earlier version too (DESIGN.md rule 8): a practice that filed an
 # earlier version, or asks for it by number, must read "do not show" there as well.
+# The values are cast, and the WHERE has a parameter of its own: PostgreSQL must deduce one type
+# for each parameter, and a value in a SELECT list says nothing of the column it goes into.
 _WITHDRAW_DECISIONS = (
     "INSERT INTO decisions (document_id, version_id, visibility, reason, note, withhold_until,"
     " source, user_id, decided_by_code, decided_by_name, decided_at) SELECT document_id, id,"
-    " 'withheld', :reason, :note, NULL, :source, NULL, '', :by_name, :at FROM document_versions"
-    " WHERE document_id = :document AND version < :version"
-    " AND NOT (visibility = 'withheld' AND reason = :reason)"
+    " 'withheld', CAST(:reason AS VARCHAR(20)), CAST(:note AS TEXT), NULL,"
+    " CAST(:source AS VARCHAR(15)), NULL, '', CAST(:by_name AS VARCHAR(200)), :at"
+    " FROM document_versions WHERE document_id = :document AND version < :version"
+    " AND NOT (visibility = 'withheld' AND reason = :withdrawn)"
 )
 _WITHDRAW_VERSIONS = (
     "UPDATE document_versions SET visibility = 'withheld', visibility_source = :source,"
     " reason = :reason, withhold_until = NULL, decided_at = :at, decided_by = :by_name"
     " WHERE document_id = :document AND version < :version"
-    " AND NOT (visibility = 'withheld' AND reason = :reason)"
+    " AND NOT (visibility = 'withheld' AND reason = :withdrawn)"
 )
 _INSERT_HIT = (
     'INSERT INTO screening_hits (version_id, rule_id, start, "end")'
@@ -409,6 +412,7 @@ def store_document(
             "document": document_id,
             "version": version_number,
             "reason": initial.reason,
+            "withdrawn": initial.reason,
             "note": initial.note,
             "source": Source.MESSAGE.value,
             "by_name": initial.decided_by.name[:200],

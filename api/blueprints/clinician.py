@@ -146,6 +146,12 @@ def _page(
     latest_hits = (
         hits if shown.id == latest.id else documents_uc.screening_hits_of(session, latest.id)
     )
+    if not latest_hits and not document.auto_release:
+        # A version held because the one before it was: name the rules that held that one.
+        for earlier in reversed(versions[:-1]):
+            latest_hits = documents_uc.screening_hits_of(session, earlier.id)
+            if latest_hits:
+                break
     # Why the latest version is held: each rule once, for the summary at the top of the page.
     latest_matched = list({(r.name, r.category): r for _, r in latest_hits}.values())
     practice = session.get(Practice, document.practice_id) if document.practice_id else None

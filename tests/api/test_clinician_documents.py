@@ -423,3 +423,21 @@ def test_worklist_says_which_rule_holds_a_document_and_when_others_become_visibl
     assert "unless someone decides" in html
     assert "Discharge summary" in html
     assert ">DS<" not in html
+
+
+def test_an_addendum_held_because_of_its_original_names_the_rules_that_held_the_original(
+    client_in: FlaskClient, handler: MessageHandler, db: Database
+) -> None:
+    with db.transaction() as session:
+        screening.add_starter_rules(session)
+    document = _document(handler, db, lines=("Safeguarding referral made.",))
+    accounts.ingest(
+        handler,
+        samples.mdm(
+            "T06", control_id="ADD", number="ADD-1", parent="DOC-1", lines=("Seen again.",)
+        ),
+    )
+
+    html = client_in.get(f"/documents/{document}").get_data(as_text=True)
+
+    assert "screening matched an earlier version: “Safeguarding” (safeguarding)" in html
