@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from cli import demo, gp_poll, output, scheduler
 from cli.wiring import Services, build, mllp_listener, web_app
 from config import ConfigError, load_settings
+from flagging import audit, gp, organisations, screening, users
 from flagging import documents as documents_uc
-from flagging import gp, organisations, screening, users
 from flagging import messages as messages_uc
 from flagging.errors import FlaggingError
 from flagging.migrate import upgrade
@@ -129,6 +130,11 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit(session: Session, action: audit.Action, outcome: str, **detail: Any) -> None:
+    """An administrative change made at the command line, in the command's transaction."""
+    audit.record(session, actor=audit.CLI, action=action, outcome=outcome, detail=detail)
+
+
 # senders / practices ------------------------------------------------------------------------
 
 
@@ -138,6 +144,7 @@ def cmd_senders_add(args: argparse.Namespace) -> int:
         token = organisations.add_sender(
             session, args.ods_code, args.name or args.ods_code, args.application
         )
+        _audit(session, audit.Action.SENDER_CHANGED, "added", sender=args.ods_code.upper())
     print(f"sender {args.ods_code.upper()} registered")
     print(f"HTTP bearer token (shown once, keep it safe): {token}")
     return 0
@@ -153,6 +160,7 @@ def cmd_senders_list(args: argparse.Namespace) -> int:
 def cmd_practices_add(args: argparse.Namespace) -> int:
     with _services().db.transaction() as session:
         practice = organisations.add_practice(session, args.ods_code, args.name or "")
+        _audit(session, audit.Action.PRACTICE_CHANGED, "added", practice=practice.ods_code)
         print(f"practice {practice.ods_code} registered")
     return 0
 
@@ -180,6 +188,15 @@ def cmd_practices_set(args: argparse.Namespace) -> int:
             push_from=args.push_from,
         )
         push = f"{practice.push_host}:{practice.push_port}" if practice.push_host else "off"
+        _audit(
+            session,
+            audit.Action.PRACTICE_CHANGED,
+            "set",
+            practice=practice.ods_code,
+            feed_mode=practice.feed_mode,
+            push=push,
+            push_seq=practice.push_seq,
+        )
         print(f"practice {practice.ods_code}: feed mode {practice.feed_mode}, push {push}")
     return 0
 
@@ -188,6 +205,13 @@ def cmd_practices_token(args: argparse.Namespace) -> int:
     """Issue a GP system's bearer token for one or more practices."""
     with _services().db.transaction() as session:
         issued = gp.issue_token(session, args.ods_codes, name=args.name, now=utcnow())
+        _audit(
+            session,
+            audit.Action.TOKEN_CHANGED,
+            "issued",
+            token_id=issued.id,
+            practices=list(issued.practices),
+        )
     print(f"GP token {issued.id} issued for {', '.join(issued.practices)}")
     print(f"bearer token (shown once, keep it safe): {issued.token}")
     return 0
@@ -203,6 +227,7 @@ def cmd_practices_tokens(args: argparse.Namespace) -> int:
 def cmd_practices_revoke_token(args: argparse.Namespace) -> int:
     with _services().db.transaction() as session:
         token = gp.revoke_token(session, args.id, now=utcnow())
+        _audit(session, audit.Action.TOKEN_CHANGED, "revoked", token_id=token.id)
     print(f"GP token {token.id} revoked")
     return 0
 
@@ -257,6 +282,14 @@ def cmd_messages_show(args: argparse.Namespace) -> int:
         message = messages_uc.get_message(session, args.id)
         raw = messages_uc.original_bytes(session, message)
         data = output.message(message, full=True)
+        audit.record(
+            session,
+            actor=audit.CLI,
+            action=audit.Action.EXPORT,
+            outcome="message",
+            message_id=message.id,
+            detail={"format": "raw" if args.raw else "json" if args.json else "text"},
+        )
     if args.raw:
         sys.stdout.buffer.write(raw)
         return 0
@@ -293,6 +326,15 @@ def cmd_documents_show(args: argparse.Namespace) -> int:
         document = documents_uc.get_document(session, args.id)
         data = output.document(document, full=True)
         data["versions"] = [output.version(v) for v in documents_uc.versions_of(session, args.id)]
+        audit.record(
+            session,
+            actor=audit.CLI,
+            action=audit.Action.EXPORT,
+            outcome="document",
+            document_id=document.id,
+            nhs_number=document.nhs_number,
+            detail={"format": "json" if args.json else "text"},
+        )
     output.record(data, args.json)
     return 0
 
@@ -300,6 +342,14 @@ def cmd_documents_show(args: argparse.Namespace) -> int:
 def cmd_documents_route(args: argparse.Namespace) -> int:
     with _services().db.transaction() as session:
         document = documents_uc.route_document(session, args.id, args.practice)
+        audit.record(
+            session,
+            actor=audit.CLI,
+            action=audit.Action.DOCUMENT_ROUTED,
+            document_id=document.id,
+            nhs_number=document.nhs_number,
+            practice=document.practice_ods_code,
+        )
         print(f"document {document.id} routed to practice {document.practice_ods_code}")
     return 0
 
@@ -335,6 +385,7 @@ def cmd_users_add(args: argparse.Namespace) -> int:
             sender_id=sender_id,
             clinician_code=args.code,
         )
+        _audit(session, audit.Action.USER_CHANGED, "added", user_id=user.id, role=user.role)
         print(f"user {user.username} added ({user.role})")
     if generated:
         print(f"password (shown once, give it to them securely): {password}")
@@ -358,6 +409,7 @@ def cmd_users_reset_password(args: argparse.Namespace) -> int:
     with _services().db.transaction() as session:
         user = users.user_by_username(session, args.username)
         users.reset_password(session, user.id, password)
+        _audit(session, audit.Action.USER_CHANGED, "password-reset", user_id=user.id)
         print(f"password of {user.username} reset; the account is unlocked")
     if generated:
         print(f"new password (shown once, give it to them securely): {password}")
@@ -369,6 +421,7 @@ def cmd_rules_add(args: argparse.Namespace) -> int:
         rule = screening.add_rule(
             session, name=args.name, kind=args.kind, pattern=args.pattern, category=args.category
         )
+        _audit(session, audit.Action.RULE_CHANGED, "added", rule_id=rule.id)
         print(f"rule {rule.id} added: {rule.kind} {rule.pattern!r}")
     return 0
 
@@ -384,6 +437,7 @@ def cmd_rules_enable(args: argparse.Namespace) -> int:
     active = args.action == "enable"
     with _services().db.transaction() as session:
         rule = screening.set_rule_active(session, args.id, active)
+        _audit(session, audit.Action.RULE_CHANGED, "on" if active else "off", rule_id=rule.id)
         print(f"rule {rule.id} ({rule.name}) {'enabled' if active else 'disabled'}")
     return 0
 
@@ -391,6 +445,7 @@ def cmd_rules_enable(args: argparse.Namespace) -> int:
 def cmd_rules_starter(args: argparse.Namespace) -> int:
     with _services().db.transaction() as session:
         added = screening.add_starter_rules(session)
+        _audit(session, audit.Action.RULE_CHANGED, "starter", added=added)
     print(f"{added} starter rules added")
     return 0
 

@@ -40,8 +40,8 @@ def web_app(services: Services) -> Flask:
         reply = handler.handle(raw, transport=transport, peer=peer, sender_id=sender_id)
         return reply.code, reply.ack
 
-    def reprocess(message_id: int) -> tuple[str, int | None]:
-        reply = handler.reprocess(message_id)
+    def reprocess(message_id: int, actor: str) -> tuple[str, int | None]:
+        reply = handler.reprocess(message_id, actor)
         return reply.code, reply.message_id
 
     fallback_charset = services.settings.fallback_charset
