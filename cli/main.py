@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from cli import demo, gp_poll, output, scheduler
+from cli import audit_commands, demo, gp_poll, output, scheduler
 from cli.wiring import Services, build, mllp_listener, web_app
 from config import ConfigError, load_settings
 from flagging import audit, gp, organisations, screening, users
@@ -644,6 +644,7 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--timeout", type=float, default=30.0)
 
     command(sub, "demo", cmd_demo, "register a demo trust and practice and load the examples")
+    audit_commands.register(command, group, lambda: _services().db)
 
     poll = command(sub, "gp-poll", cmd_gp_poll, "the reference GP client: poll a practice's feed")
     poll.add_argument("--url", required=True, help="the service, e.g. http://127.0.0.1:8000")

@@ -23,7 +23,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -304,12 +304,8 @@ def _row_hash(row: Row[Any]) -> str:
     )
 
 
-def _positions(session: Session) -> Iterator[list[Row[Any]]]:
+def _positions(rows: Iterable[Row[Any]]) -> Iterator[list[Row[Any]]]:
     """The entries in chain order, grouped by position (an inserted row may share one)."""
-    table = AuditEntry.__table__
-    rows = session.execute(
-        select(table).order_by(table.c.seq, table.c.id).execution_options(yield_per=1000)
-    )
     group: list[Row[Any]] = []
     for row in rows:
         if group and row.seq != group[0].seq:
@@ -322,6 +318,18 @@ def _positions(session: Session) -> Iterator[list[Row[Any]]]:
 
 def verify(session: Session) -> Verification:
     """Walk the chain from entry 1 and name the first entry changed, removed or inserted."""
+    table = AuditEntry.__table__
+    # Streamed (a server-side cursor on PostgreSQL), closed however the walk ends.
+    rows = session.execute(
+        select(table).order_by(table.c.seq, table.c.id).execution_options(yield_per=1000)
+    )
+    try:
+        return _walk(session, rows)
+    finally:
+        rows.close()
+
+
+def _walk(session: Session, rows: Iterable[Row[Any]]) -> Verification:
     head = session.get(AuditHead, 1)
     head_seq, head_hash = (head.seq, head.hash) if head else (0, GENESIS)
     expected, prev = 1, GENESIS
@@ -330,7 +338,7 @@ def verify(session: Session) -> Verification:
     def problem(seq: int, kind: str, text: str) -> Verification:
         return Verification(count, head_seq, head_hash, text, seq, kind)
 
-    for group in _positions(session):
+    for group in _positions(rows):
         seq = group[0].seq
         if seq < expected:  # only a row with an id out of order can land here
             return problem(seq, "inserted", f"entry {seq} was inserted: its position is taken")
