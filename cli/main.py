@@ -4,6 +4,7 @@ on failure, and every list/show command prints JSON with --json."""
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
@@ -15,7 +16,8 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from cli import audit_commands, demo, gp_poll, output, scheduler
+from cli import audit_commands, demo, gp_poll, hl7_tools, output, scheduler
+from cli.hl7_tools import split_messages
 from cli.wiring import Services, build, mllp_listener, web_app
 from config import ConfigError, load_settings
 from flagging import audit, gp, organisations, screening, users
@@ -288,10 +290,24 @@ def cmd_messages_show(args: argparse.Namespace) -> int:
             action=audit.Action.EXPORT,
             outcome="message",
             message_id=message.id,
-            detail={"format": "raw" if args.raw else "json" if args.json else "text"},
+            detail={
+                "format": "raw"
+                if args.raw
+                else "fields"
+                if args.fields
+                else "json"
+                if args.json
+                else "text"
+            },
         )
     if args.raw:
         sys.stdout.buffer.write(raw)
+        return 0
+    if args.fields:
+        if args.json:
+            print(json.dumps(hl7_tools.fields_listing(raw), indent=2))
+        else:
+            hl7_tools.print_fields(raw)
         return 0
     data["raw"] = raw.decode("latin-1").replace("\r", "\n")
     output.record(data, args.json)
@@ -453,18 +469,6 @@ def cmd_rules_starter(args: argparse.Namespace) -> int:
 # send / demo --------------------------------------------------------------------------------
 
 
-def split_messages(data: bytes) -> list[bytes]:
-    """The messages of a file: each starts at a line beginning with MSH (batch files hold many)."""
-    lines = data.replace(b"\r\n", b"\r").replace(b"\n", b"\r").split(b"\r")
-    messages: list[list[bytes]] = []
-    for line in lines:
-        if line.lstrip(b"\xef\xbb\xbf").startswith(b"MSH"):
-            messages.append([])
-        if messages and line.strip():
-            messages[-1].append(line)
-    return [b"\r".join(m) + b"\r" for m in messages]
-
-
 def cmd_send(args: argparse.Namespace) -> int:
     """Send files over MLLP on one connection and print each ACK."""
     messages: list[tuple[str, bytes]] = []
@@ -582,6 +586,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", type=int)
     p.add_argument("--json", action="store_true")
     p.add_argument("--raw", action="store_true", help="write the bytes exactly as received")
+    p.add_argument(
+        "--fields", action="store_true", help="every segment and field with its HL7 name"
+    )
+    p = command(
+        messages,
+        "validate",
+        hl7_tools.cmd_validate,
+        "check HL7 files' structure against the standard (hl7apy); exit 1 on errors",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--json", action="store_true")
     p = command(
         messages, "reprocess", cmd_messages_reprocess, "run a quarantined or rejected message again"
     )
