@@ -13,6 +13,7 @@ from flagging.db import Database
 from flagging.gp import Annotation
 from hl7.annotate import annotate
 from hl7.inbound import MessageHandler
+from hl7.inspect import inspect
 from hl7.listener import MLLPListener
 
 
@@ -49,13 +50,16 @@ def web_app(services: Services) -> Flask:
     def annotate_for_gp(raw: bytes, annotation: Annotation) -> bytes:
         return annotate(raw, annotation, fallback_charset=fallback_charset)
 
-    return create_app(
+    app = create_app(
         services.settings,
         db=services.db,
         ingest=ingest,
         reprocess=reprocess,
         annotate=annotate_for_gp,
     )
+    # The admin message page labels fields with the HL7 edge's inspector (hl7apy).
+    app.extensions["flagging.inspect"] = inspect
+    return app
 
 
 def mllp_listener(services: Services, *, port: int | None = None) -> MLLPListener:

@@ -296,3 +296,33 @@ def test_subject_access_report_lists_every_read_of_the_patients_documents(
     ]
     assert report[0].actor.startswith("user:")
     assert report[2].actor.startswith("token:")
+
+
+def test_the_admin_audit_page_filters_and_the_subject_access_page_lists_reads(
+    admin: FlaskClient, handler: MessageHandler, db: Database
+) -> None:
+    document = _doc(handler, db)
+    token = token_for(db, samples.PRACTICE)
+    admin.application.test_client().get(
+        f"/gp/v1/practices/{samples.PRACTICE}/documents/{document}",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    page = admin.get("/admin/audit?action=gp").get_data(as_text=True)
+    assert "gp.document.read" in page
+    assert "message.received" not in page
+    assert admin.get("/admin/audit?patient=9990000019").status_code == 422
+    report = admin.get(f"/admin/audit/subject-access?patient={NHS}").get_data(as_text=True)
+    assert "gp.document.read" in report
+    assert "(json)" in report
+    # Reading the report is itself recorded.
+    assert _entries(db)[-1].outcome == "subject-access"
+
+
+def test_the_admin_message_page_labels_fields_with_their_hl7_names(
+    admin: FlaskClient, handler: MessageHandler, db: Database
+) -> None:
+    reply = handler.handle(samples.mdm(control_id="INSPECT-1"), transport="mllp")
+    page = admin.get(f"/admin/messages/{reply.message_id}").get_data(as_text=True)
+    assert "TXA: Transcription Document Header" in page
+    assert "Unique Document Number" in page
+    assert "Patient Identifier List" in page
