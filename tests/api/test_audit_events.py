@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from flask.testing import FlaskClient
@@ -14,6 +15,7 @@ from sqlalchemy import select
 from flagging import audit
 from flagging.db import Database
 from flagging.models import AuditEntry
+from flagging.visibility import release_lapsed
 from hl7.inbound import MessageHandler
 from tests import accounts, samples
 from tests.gp_helpers import token_for
@@ -326,3 +328,37 @@ def test_the_admin_message_page_labels_fields_with_their_hl7_names(
     assert "TXA: Transcription Document Header" in page
     assert "Unique Document Number" in page
     assert "Patient Identifier List" in page
+
+
+def test_a_hospital_api_decision_is_audited_as_its_sender(
+    client: FlaskClient, handler: MessageHandler, db: Database, sender_token: str
+) -> None:
+    document = _doc(handler, db)
+    before = _last_seq(db)
+    response = client.post(
+        f"/hospital/v1/documents/{samples.SENDER}/DOC-1/decision",
+        json={"visibility": "withheld", "reason": "serious-harm", "decided_by": {"code": "C1"}},
+        headers={"Authorization": f"Bearer {sender_token}"},
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    [entry] = _new(db, before)
+    assert (entry.action, entry.actor, entry.document_id) == (
+        "decision.recorded",
+        f"sender:{samples.SENDER}",
+        document,
+    )
+    assert json.loads(entry.detail)["decided_by_code"] == "C1"
+
+
+def test_a_review_window_release_is_audited_as_the_service(
+    handler: MessageHandler, db: Database
+) -> None:
+    document = _doc(handler, db)
+    before = _last_seq(db)
+    with db.transaction() as session:
+        released = release_lapsed(session, datetime.now(UTC) + timedelta(days=2))
+    assert released == 1
+    [entry] = _new(db, before)
+    detail = json.loads(entry.detail)
+    assert (entry.actor, entry.document_id) == ("system:review-window", document)
+    assert (detail["from"], detail["to"]) == ("pending", "visible")
