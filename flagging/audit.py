@@ -183,6 +183,22 @@ def append(
     return seq
 
 
+def defer(raw: Raw, **entry: Any) -> None:
+    """`append` at the end of the transaction rather than now (see `flush_deferred`).
+
+    For the group commit, whose transaction holds many messages: appending at once would take
+    the chain's lock with the first message and then wait for row locks with it held, while
+    another process holding such a row waits for the chain (a deadlock, on PostgreSQL)."""
+    raw.deferred.append(entry)
+
+
+def flush_deferred(raw: Raw) -> None:
+    """Append the deferred entries, in order; the transaction's owner calls it before commit."""
+    entries, raw.deferred = raw.deferred, []
+    for entry in entries:
+        append(raw, **entry)
+
+
 def record(
     session: Session,
     *,
@@ -244,10 +260,10 @@ def message_received(
     registered: bool,
     documents: list[DocumentInput] | None = None,
     document_ids: list[int] | None = None,
-) -> int:
-    """The entry for one received frame (the ingest hot path: last in its unit of work)."""
+) -> None:
+    """The entry for one received frame (the ingest hot path), appended at the commit."""
     patients = {doc.patient.nhs_number for doc in documents or ()}
-    return append(
+    defer(
         raw,
         # MSH-4 is who the frame claims to be; only a registered sender is named as an actor.
         actor=sender_actor(receipt.sending_facility) if registered else f"peer:{receipt.peer}",

@@ -410,7 +410,7 @@ def _mark_reprocessed(
 
 
 def _audit_reprocess(raw: Raw, replaces: int, message_id: int, actor: str, ack_code: str) -> None:
-    audit.append(
+    audit.defer(
         raw,
         actor=actor or audit.CLI,
         action=audit.Action.MESSAGE_REPROCESSED,

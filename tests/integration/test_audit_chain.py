@@ -270,3 +270,28 @@ def test_four_processes_appending_at_once_on_postgresql_leave_one_valid_chain(
     with db.reading() as session:
         actors = set(session.scalars(select(AuditEntry.actor)))
     assert len(actors) == 4
+
+
+def test_a_unit_rolled_back_in_a_group_commit_takes_its_deferred_entry_with_it(
+    db: Database,
+) -> None:
+    from flagging.db import run_batch
+
+    def unit(name: str, fail: bool = False):
+        def work(raw):
+            audit.defer(raw, actor=name, action=audit.Action.MESSAGE_RECEIVED, outcome="AA")
+            if fail:
+                raise ValueError("this message failed after its entry was deferred")
+            return name
+
+        return work
+
+    integrity = db.engine.dialect.loaded_dbapi.IntegrityError
+    outcomes = run_batch(db, [unit("first"), unit("failed", fail=True), unit("third")], integrity)
+    assert [result for result, _ in outcomes] == ["first", None, "third"]
+    with db.reading() as session:
+        assert list(session.scalars(select(AuditEntry.actor).order_by(AuditEntry.seq))) == [
+            "first",
+            "third",
+        ]
+        assert audit.verify(session).ok
