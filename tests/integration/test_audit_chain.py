@@ -14,7 +14,7 @@ from sqlalchemy import func, select, text
 from cli.main import main
 from config import Settings
 from flagging import audit
-from flagging.db import Database
+from flagging.db import Database, run_batch
 from flagging.models import AuditEntry
 
 NHS = "9990000018"
@@ -275,8 +275,6 @@ def test_four_processes_appending_at_once_on_postgresql_leave_one_valid_chain(
 def test_a_unit_rolled_back_in_a_group_commit_takes_its_deferred_entry_with_it(
     db: Database,
 ) -> None:
-    from flagging.db import run_batch
-
     def unit(name: str, fail: bool = False):
         def work(raw):
             audit.defer(raw, actor=name, action=audit.Action.MESSAGE_RECEIVED, outcome="AA")
