@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from api.fhir_audit import bundle
-from flagging import audit
+from flagging import audit, audit_log
 from flagging.db import Database
 from flagging.nhs_number import is_valid, normalise
 
@@ -32,8 +32,8 @@ def _nhs_number(text: str) -> str:
     return number
 
 
-def _filters(args: argparse.Namespace) -> audit.Filters:
-    return audit.Filters(
+def _filters(args: argparse.Namespace) -> audit_log.Filters:
+    return audit_log.Filters(
         actor=args.actor,
         action=args.action_name,
         document_id=args.document,
@@ -62,7 +62,7 @@ def register(
 
     def cmd_verify(args: argparse.Namespace) -> int:
         with db().reading() as session:
-            result = audit.verify(session)
+            result = audit_log.verify(session)
         if args.json:
             print(json.dumps(result.__dict__ | {"ok": result.ok}, indent=2))
         elif result.ok:
@@ -74,22 +74,24 @@ def register(
     def cmd_list(args: argparse.Namespace) -> int:
         with db().reading() as session:
             rows = [
-                audit.as_dict(e)
-                for e in audit.list_entries(session, _filters(args), limit=args.limit)
+                audit_log.as_dict(e)
+                for e in audit_log.list_entries(session, _filters(args), limit=args.limit)
             ]
         _print(rows, args.json)
         return 0
 
     def cmd_subject_access(args: argparse.Namespace) -> int:
         with db().reading() as session:
-            rows = [audit.as_dict(e) for e in audit.subject_access(session, args.nhs_number)]
+            rows = [
+                audit_log.as_dict(e) for e in audit_log.subject_access(session, args.nhs_number)
+            ]
         _print(rows, args.json)
         return 0
 
     def cmd_export(args: argparse.Namespace) -> int:
         # An export is itself audited, in the transaction that reads what it exports.
         with db().transaction() as session:
-            entries = audit.list_entries(session, _filters(args), limit=args.limit)
+            entries = audit_log.list_entries(session, _filters(args), limit=args.limit)
             data = bundle(list(reversed(entries)))
             audit.record(
                 session,

@@ -14,6 +14,7 @@ from api.auth import current_user, require
 from api.context import database
 from api.pages import html_pages
 from flagging import audit
+from flagging import audit_log as trail
 from flagging import messages as messages_uc
 from flagging.models import AuditEntry, Role
 from flagging.nhs_number import is_valid, normalise
@@ -39,7 +40,7 @@ def _moment(text: str, errors: dict[str, str], field: str) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _filters(args: dict[str, str]) -> tuple[audit.Filters, dict[str, str]]:
+def _filters(args: dict[str, str]) -> tuple[trail.Filters, dict[str, str]]:
     errors: dict[str, str] = {}
     document = args.get("document", "").strip()
     if document and not document.isdigit():
@@ -47,7 +48,7 @@ def _filters(args: dict[str, str]) -> tuple[audit.Filters, dict[str, str]]:
     patient = normalise(args.get("patient", ""))
     if patient and not is_valid(patient):
         errors["patient"] = "Enter a valid 10-digit NHS number."
-    filters = audit.Filters(
+    filters = trail.Filters(
         actor=args.get("actor", "").strip(),
         action=args.get("action", "").strip(),
         document_id=int(document) if document.isdigit() else None,
@@ -67,13 +68,13 @@ def audit_log() -> Any:
     rows: list[AuditEntry] = []
     if not errors:
         with database().reading() as session:
-            rows = audit.list_entries(session, filters, limit=PAGE + 1, before_seq=before)
+            rows = trail.list_entries(session, filters, limit=PAGE + 1, before_seq=before)
     more = len(rows) > PAGE
     rows = rows[:PAGE]
     query: dict[str, Any] = {k: v for k, v in args.items() if v and k != "before"}
     page = render_template(
         "admin/audit.html",
-        entries=[audit.as_dict(e) for e in rows],
+        entries=[trail.as_dict(e) for e in rows],
         values=args,
         errors=errors,
         actions=[a.value for a in audit.Action],
@@ -92,7 +93,7 @@ def subject_access() -> Any:
     if raw and not error:
         # Reading the report is itself a read of who saw the record: audited with it.
         with database().transaction() as session:
-            entries = [audit.as_dict(e) for e in audit.subject_access(session, patient)]
+            entries = [trail.as_dict(e) for e in trail.subject_access(session, patient)]
             audit.record(
                 session,
                 actor=audit.user_actor(current_user().id),

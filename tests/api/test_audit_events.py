@@ -12,7 +12,7 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from flagging import audit
+from flagging import audit_log
 from flagging.db import Database
 from flagging.models import AuditEntry
 from flagging.visibility import release_lapsed
@@ -76,7 +76,7 @@ def test_a_message_in_the_writer_process_is_audited_in_its_transaction(
     either_handler.handle(samples.mdm(control_id="W-2", number="DOC-2"), transport="mllp")
     assert [e.action for e in _entries(db)] == ["message.received"] * 2
     with db.reading() as session:
-        assert audit.verify(session).ok
+        assert audit_log.verify(session).ok
 
 
 @pytest.fixture
@@ -289,7 +289,7 @@ def test_subject_access_report_lists_every_read_of_the_patients_documents(
             headers={"Authorization": f"Bearer {token}"},
         )
     with db.reading() as session:
-        report = audit.subject_access(session, NHS)
+        report = audit_log.subject_access(session, NHS)
     assert [(e.action, e.document_id) for e in report] == [
         ("document.viewed", document),
         ("document.viewed", document),

@@ -13,7 +13,7 @@ from sqlalchemy import func, select, text
 
 from cli.main import main
 from config import Settings
-from flagging import audit
+from flagging import audit, audit_log
 from flagging.db import Database, run_batch
 from flagging.models import AuditEntry
 
@@ -38,9 +38,9 @@ def _count(db: Database) -> int:
         return int(session.scalar(select(func.count()).select_from(AuditEntry)) or 0)
 
 
-def _verify(db: Database) -> audit.Verification:
+def _verify(db: Database) -> audit_log.Verification:
     with db.reading() as session:
-        return audit.verify(session)
+        return audit_log.verify(session)
 
 
 def test_an_untouched_chain_verifies_and_names_its_head(db: Database) -> None:
@@ -214,7 +214,7 @@ def test_audit_export_is_a_bundle_of_valid_fhir_audit_events_and_is_itself_audit
     assert patient["what"]["identifier"]["value"] == NHS
     assert first["agent"][0]["who"]["identifier"]["value"] == "cli"
     with db.reading() as session:
-        [export] = audit.list_entries(session, audit.Filters(action="export"))
+        [export] = audit_log.list_entries(session, audit_log.Filters(action="export"))
     assert json.loads(export.detail) == {"entries": 2, "format": "fhir"}
 
 
@@ -292,4 +292,4 @@ def test_a_unit_rolled_back_in_a_group_commit_takes_its_deferred_entry_with_it(
             "first",
             "third",
         ]
-        assert audit.verify(session).ok
+        assert audit_log.verify(session).ok
