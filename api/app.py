@@ -130,7 +130,7 @@ def create_app(
     app.after_request(_access_log)
     app.teardown_request(_end_request)
 
-    from api.blueprints import admin, clinician, health, hospital, login
+    from api.blueprints import admin, audit_admin, clinician, health, hospital, login
     from api.blueprints import gp as gp_blueprint
     from api.blueprints import ingest as ingest_blueprint
     from api.presentation import register_template_helpers
@@ -141,6 +141,7 @@ def create_app(
     app.register_blueprint(login.bp)
     app.register_blueprint(clinician.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(audit_admin.bp)
     app.register_blueprint(hospital.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(ingest_blueprint.bp)

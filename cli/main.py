@@ -4,6 +4,7 @@ on failure, and every list/show command prints JSON with --json."""
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import ssl
@@ -14,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
-from cli import demo, gp_poll, output, scheduler
+from cli import audit_commands, demo, gp_poll, hl7_tools, output, scheduler
+from cli.hl7_tools import split_messages
 from cli.wiring import Services, build, mllp_listener, web_app
 from config import ConfigError, Settings, load_settings
 from config.logs import configure_logging
-from flagging import bindings, gp, organisations, screening, users
+from flagging import audit, bindings, gp, organisations, screening, users
 from flagging import documents as documents_uc
 from flagging import mesh as mesh_uc
 from flagging import messages as messages_uc
@@ -137,6 +140,11 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit(session: Session, action: audit.Action, outcome: str, **detail: Any) -> None:
+    """An administrative change made at the command line, in the command's transaction."""
+    audit.record(session, actor=audit.CLI, action=action, outcome=outcome, detail=detail)
+
+
 # senders / practices ------------------------------------------------------------------------
 
 
@@ -146,6 +154,7 @@ def cmd_senders_add(args: argparse.Namespace) -> int:
         token = organisations.add_sender(
             session, args.ods_code, args.name or args.ods_code, args.application
         )
+        _audit(session, audit.Action.SENDER_CHANGED, "added", sender=args.ods_code.upper())
     print(f"sender {args.ods_code.upper()} registered")
     print(f"HTTP bearer token (shown once, keep it safe): {token}")
     return 0
@@ -168,6 +177,13 @@ def cmd_senders_token(args: argparse.Namespace) -> int:
     with _services().db.transaction() as session:
         issued = organisations.issue_sender_token(
             session, args.ods_code, application=args.application, name=args.name, now=utcnow()
+        )
+        _audit(
+            session,
+            audit.Action.TOKEN_CHANGED,
+            "issued",
+            sender=issued.sender,
+            token=issued.id,
         )
     print(f"sender token {issued.id} issued for {issued.sender}")
     print(f"HTTP bearer token (shown once, keep it safe): {issued.token}")
@@ -200,6 +216,14 @@ def cmd_senders_set(args: argparse.Namespace) -> int:
             session, sender.id, networks=networks, certificates=certificates
         )
         name = f"{sender.ods_code} {sender.application}".strip()
+        _audit(
+            session,
+            audit.Action.SENDER_CHANGED,
+            "bindings",
+            sender=name,
+            networks=now[bindings.NETWORK],
+            certificates=now[bindings.CERTIFICATE],
+        )
     nets, certs = now[bindings.NETWORK], now[bindings.CERTIFICATE]
     print(
         f"sender {name}: MLLP from networks {', '.join(nets) or '(any)'}; "
@@ -212,6 +236,7 @@ def cmd_senders_set(args: argparse.Namespace) -> int:
 def cmd_senders_revoke_token(args: argparse.Namespace) -> int:
     with _services().db.transaction() as session:
         token = organisations.revoke_sender_token(session, args.id, now=utcnow())
+        _audit(session, audit.Action.TOKEN_CHANGED, "revoked", sender_token=token.id)
     print(f"sender token {token.id} revoked")
     return 0
 
@@ -243,6 +268,7 @@ def _check_mllp_exposure(settings: Settings, host: str) -> None:
 def cmd_practices_add(args: argparse.Namespace) -> int:
     with _services().db.transaction() as session:
         practice = organisations.add_practice(session, args.ods_code, args.name or "")
+        _audit(session, audit.Action.PRACTICE_CHANGED, "added", practice=practice.ods_code)
         print(f"practice {practice.ods_code} registered")
     return 0
 
@@ -290,6 +316,16 @@ def cmd_practices_set(args: argparse.Namespace) -> int:
             )
         channel = mesh_uc.channel_of(session, args.ods_code)
         mesh = f"{channel.mailbox} ({channel.workflow})" if channel else "off"
+        _audit(
+            session,
+            audit.Action.PRACTICE_CHANGED,
+            "set",
+            practice=practice.ods_code,
+            feed_mode=practice.feed_mode,
+            push=push,
+            push_seq=practice.push_seq,
+            mesh=mesh,
+        )
         print(
             f"practice {practice.ods_code}: feed mode {practice.feed_mode}, push {push}, "
             f"MESH {mesh}"
@@ -327,6 +363,13 @@ def cmd_practices_token(args: argparse.Namespace) -> int:
     """Issue a GP system's bearer token for one or more practices."""
     with _services().db.transaction() as session:
         issued = gp.issue_token(session, args.ods_codes, name=args.name, now=utcnow())
+        _audit(
+            session,
+            audit.Action.TOKEN_CHANGED,
+            "issued",
+            token_id=issued.id,
+            practices=list(issued.practices),
+        )
     print(f"GP token {issued.id} issued for {', '.join(issued.practices)}")
     print(f"bearer token (shown once, keep it safe): {issued.token}")
     return 0
@@ -342,6 +385,7 @@ def cmd_practices_tokens(args: argparse.Namespace) -> int:
 def cmd_practices_revoke_token(args: argparse.Namespace) -> int:
     with _services().db.transaction() as session:
         token = gp.revoke_token(session, args.id, now=utcnow())
+        _audit(session, audit.Action.TOKEN_CHANGED, "revoked", token_id=token.id)
     print(f"GP token {token.id} revoked")
     return 0
 
@@ -396,8 +440,30 @@ def cmd_messages_show(args: argparse.Namespace) -> int:
         message = messages_uc.get_message(session, args.id)
         raw = messages_uc.original_bytes(session, message)
         data = output.message(message, full=True)
+        audit.record(
+            session,
+            actor=audit.CLI,
+            action=audit.Action.EXPORT,
+            outcome="message",
+            message_id=message.id,
+            detail={
+                "format": "raw"
+                if args.raw
+                else "fields"
+                if args.fields
+                else "json"
+                if args.json
+                else "text"
+            },
+        )
     if args.raw:
         sys.stdout.buffer.write(raw)
+        return 0
+    if args.fields:
+        if args.json:
+            print(json.dumps(hl7_tools.fields_listing(raw), indent=2))
+        else:
+            hl7_tools.print_fields(raw)
         return 0
     data["raw"] = raw.decode("latin-1").replace("\r", "\n")
     output.record(data, args.json)
@@ -432,6 +498,15 @@ def cmd_documents_show(args: argparse.Namespace) -> int:
         document = documents_uc.get_document(session, args.id)
         data = output.document(document, full=True)
         data["versions"] = [output.version(v) for v in documents_uc.versions_of(session, args.id)]
+        audit.record(
+            session,
+            actor=audit.CLI,
+            action=audit.Action.EXPORT,
+            outcome="document",
+            document_id=document.id,
+            nhs_number=document.nhs_number,
+            detail={"format": "json" if args.json else "text"},
+        )
     output.record(data, args.json)
     return 0
 
@@ -439,6 +514,14 @@ def cmd_documents_show(args: argparse.Namespace) -> int:
 def cmd_documents_route(args: argparse.Namespace) -> int:
     with _services().db.transaction() as session:
         document = documents_uc.route_document(session, args.id, args.practice)
+        audit.record(
+            session,
+            actor=audit.CLI,
+            action=audit.Action.DOCUMENT_ROUTED,
+            document_id=document.id,
+            nhs_number=document.nhs_number,
+            practice=document.practice_ods_code,
+        )
         print(f"document {document.id} routed to practice {document.practice_ods_code}")
     return 0
 
@@ -474,6 +557,7 @@ def cmd_users_add(args: argparse.Namespace) -> int:
             sender_id=sender_id,
             clinician_code=args.code,
         )
+        _audit(session, audit.Action.USER_CHANGED, "added", user_id=user.id, role=user.role)
         print(f"user {user.username} added ({user.role})")
     if generated:
         print(f"password (shown once, give it to them securely): {password}")
@@ -497,6 +581,7 @@ def cmd_users_reset_password(args: argparse.Namespace) -> int:
     with _services().db.transaction() as session:
         user = users.user_by_username(session, args.username)
         users.reset_password(session, user.id, password)
+        _audit(session, audit.Action.USER_CHANGED, "password-reset", user_id=user.id)
         print(f"password of {user.username} reset; the account is unlocked")
     if generated:
         print(f"new password (shown once, give it to them securely): {password}")
@@ -508,6 +593,7 @@ def cmd_rules_add(args: argparse.Namespace) -> int:
         rule = screening.add_rule(
             session, name=args.name, kind=args.kind, pattern=args.pattern, category=args.category
         )
+        _audit(session, audit.Action.RULE_CHANGED, "added", rule_id=rule.id)
         print(f"rule {rule.id} added: {rule.kind} {rule.pattern!r}")
     return 0
 
@@ -523,6 +609,7 @@ def cmd_rules_enable(args: argparse.Namespace) -> int:
     active = args.action == "enable"
     with _services().db.transaction() as session:
         rule = screening.set_rule_active(session, args.id, active)
+        _audit(session, audit.Action.RULE_CHANGED, "on" if active else "off", rule_id=rule.id)
         print(f"rule {rule.id} ({rule.name}) {'enabled' if active else 'disabled'}")
     return 0
 
@@ -530,23 +617,12 @@ def cmd_rules_enable(args: argparse.Namespace) -> int:
 def cmd_rules_starter(args: argparse.Namespace) -> int:
     with _services().db.transaction() as session:
         added = screening.add_starter_rules(session)
+        _audit(session, audit.Action.RULE_CHANGED, "starter", added=added)
     print(f"{added} starter rules added")
     return 0
 
 
 # send / demo --------------------------------------------------------------------------------
-
-
-def split_messages(data: bytes) -> list[bytes]:
-    """The messages of a file: each starts at a line beginning with MSH (batch files hold many)."""
-    lines = data.replace(b"\r\n", b"\r").replace(b"\n", b"\r").split(b"\r")
-    messages: list[list[bytes]] = []
-    for line in lines:
-        if line.lstrip(b"\xef\xbb\xbf").startswith(b"MSH"):
-            messages.append([])
-        if messages and line.strip():
-            messages[-1].append(line)
-    return [b"\r".join(m) + b"\r" for m in messages]
 
 
 def cmd_send(args: argparse.Namespace) -> int:
@@ -728,6 +804,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", type=int)
     p.add_argument("--json", action="store_true")
     p.add_argument("--raw", action="store_true", help="write the bytes exactly as received")
+    p.add_argument(
+        "--fields", action="store_true", help="every segment and field with its HL7 name"
+    )
+    p = command(
+        messages,
+        "validate",
+        hl7_tools.cmd_validate,
+        "check HL7 files' structure against the standard (hl7apy); exit 1 on errors",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--json", action="store_true")
     p = command(
         messages, "reprocess", cmd_messages_reprocess, "run a quarantined or rejected message again"
     )
@@ -798,6 +885,7 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--key", default="", help="the client certificate's private key")
 
     command(sub, "demo", cmd_demo, "register a demo trust and practice and load the examples")
+    audit_commands.register(command, group, lambda: _services().db)
 
     poll = command(sub, "gp-poll", cmd_gp_poll, "the reference GP client: poll a practice's feed")
     poll.add_argument("--url", required=True, help="the service, e.g. http://127.0.0.1:8000")

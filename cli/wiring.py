@@ -20,6 +20,7 @@ from flagging.db import Database
 from flagging.gp import Annotation
 from hl7.annotate import annotate
 from hl7.inbound import MessageHandler
+from hl7.inspect import inspect
 from hl7.listener import MLLPListener
 
 log = logging.getLogger(__name__)
@@ -50,8 +51,8 @@ def web_app(services: Services) -> Flask:
         memory.after(len(raw))
         return reply.code, reply.ack
 
-    def reprocess(message_id: int) -> tuple[str, int | None]:
-        reply = handler.reprocess(message_id)
+    def reprocess(message_id: int, actor: str) -> tuple[str, int | None]:
+        reply = handler.reprocess(message_id, actor)
         return reply.code, reply.message_id
 
     fallback_charset = services.settings.fallback_charset
@@ -59,7 +60,7 @@ def web_app(services: Services) -> Flask:
     def annotate_for_gp(raw: bytes, annotation: Annotation) -> bytes:
         return annotate(raw, annotation, fallback_charset=fallback_charset)
 
-    return create_app(
+    app = create_app(
         services.settings,
         db=services.db,
         ingest=ingest,
@@ -67,6 +68,9 @@ def web_app(services: Services) -> Flask:
         annotate=annotate_for_gp,
         write_problem=handler.write_problem,
     )
+    # The admin message page labels fields with the HL7 edge's inspector (hl7apy).
+    app.extensions["flagging.inspect"] = inspect
+    return app
 
 
 def mllp_listener(services: Services, *, port: int | None = None) -> MLLPListener:

@@ -18,6 +18,7 @@ from sqlalchemy import Engine, PoolProxiedConnection, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
+from flagging.audit import flush_deferred
 from flagging.rawsql import Raw
 
 # Execution option marking a connection that only reads (see `Database.reading`).
@@ -171,6 +172,7 @@ class Database:
                 if self.settings.is_sqlite:
                     raw.execute("BEGIN IMMEDIATE", {})  # psycopg begins on its own
                 yield raw
+                flush_deferred(raw)  # the audit chain's lock last, held only to the commit
                 pooled.commit()
             except BaseException:
                 try:
@@ -367,6 +369,7 @@ def run_batch(
 def _one(
     raw: Raw, work: Callable[[Raw], T], integrity_error: type[Exception]
 ) -> tuple[T | None, BaseException | None]:
+    deferred = len(raw.deferred)  # a unit rolled back takes its audit entries with it
     for attempt in (1, 2):
         raw.execute("SAVEPOINT unit", {})
         try:
@@ -374,6 +377,7 @@ def _one(
         except integrity_error as exc:
             raw.execute("ROLLBACK TO SAVEPOINT unit", {})
             raw.execute("RELEASE SAVEPOINT unit", {})
+            del raw.deferred[deferred:]
             # A concurrent copy committed first (another process, on PostgreSQL): run it
             # again, and it sees what that one stored.
             if attempt == 2:
@@ -382,6 +386,7 @@ def _one(
         except Exception as exc:
             raw.execute("ROLLBACK TO SAVEPOINT unit", {})
             raw.execute("RELEASE SAVEPOINT unit", {})
+            del raw.deferred[deferred:]
             return None, exc
         raw.execute("RELEASE SAVEPOINT unit", {})
         return result, None

@@ -33,6 +33,9 @@ class Raw:
         self.postgres = postgres
         self._cursor = dbapi_connection.cursor()
         self._memo: dict[Hashable, Any] = {}
+        # Audit entries held back to the end of the transaction (flagging.audit.defer), so the
+        # audit chain's lock is the last one it takes.
+        self.deferred: list[dict[str, Any]] = []
 
     @classmethod
     def on(cls, connection: Connection) -> Raw:

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from flagging import feed
+from flagging import audit, feed
 from flagging.errors import Conflict, InvalidInput, NotFound
 from flagging.models import (
     WITHDRAWN,
@@ -219,8 +219,12 @@ def decide_visibility(
     source: Source = Source.CLINICIAN,
     expected_revision: int | None = None,
     now: datetime,
+    audit_actor: str = "",
 ) -> Decision:
-    """Withhold or release a document's latest version (a clinician, a hospital system)."""
+    """Withhold or release a document's latest version (a clinician, a hospital system).
+
+    `audit_actor` names who in the audit trail when the actor is not a signed-in user nor
+    the service (a hospital system: its sender)."""
     try:
         visibility = Visibility(visibility)
     except ValueError:
@@ -260,6 +264,7 @@ def decide_visibility(
         )
     )
     *earlier, version = versions
+    before = document.visibility
     note = note.strip()
     # A decision is about the document: made on its latest version, it is recorded on every
     # earlier version whose state differs, so that after any decision all versions agree and
@@ -302,6 +307,25 @@ def decide_visibility(
     )
     document.review_due_at = None
     feed.visibility_changed(session, document, version, now)
+    audit.record(
+        session,
+        actor=audit_actor
+        or (audit.user_actor(actor.user_id) if actor.user_id else audit.system_actor(source)),
+        action=audit.Action.DECISION,
+        outcome=visibility.value,
+        document_id=document.id,
+        nhs_number=document.nhs_number,
+        detail={
+            "version": version.version,
+            "source": source.value,
+            "from": str(before),
+            "to": visibility.value,
+            "reason": reason,
+            "decided_by_code": actor.code,
+            "withhold_until": withhold_until,
+        },
+        at=now,
+    )
     return decision
 
 

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from sqlalchemy.exc import SQLAlchemyError
 
 from config import Settings
-from flagging import memory
+from flagging import audit, memory
 from flagging.bindings import Peer, is_refusal, known_verdict, may_send, refusal
 from flagging.db import Database, GroupCommit, write_probe
 from flagging.errors import Conflict, NotFound
@@ -227,8 +227,10 @@ class MessageHandler:
         except Exception as exc:
             log.error("truncated frame %s not recorded: %s", _fingerprint(head), type(exc).__name__)
 
-    def reprocess(self, message_id: int) -> Reply:
-        """Run a quarantined or rejected message again, after its registration was fixed."""
+    def reprocess(self, message_id: int, actor: str = audit.CLI) -> Reply:
+        """Run a quarantined or rejected message again, after its registration was fixed.
+
+        `actor` is who asked, for the audit trail (flagging.audit)."""
         with self.db.transaction() as session:
             row = session.get(InboundMessage, message_id)
             if row is None:
@@ -248,7 +250,14 @@ class MessageHandler:
                 )
             raw = row.raw
         peer = f"message {message_id}"
-        return self._handle(raw, _read(raw, self.settings), "reprocess", peer, replaces=message_id)
+        return self._handle(
+            raw,
+            _read(raw, self.settings),
+            "reprocess",
+            peer,
+            replaces=message_id,
+            reprocessed_by=actor,
+        )
 
     # Internals ----------------------------------------------------------------------------
 
@@ -313,6 +322,7 @@ class MessageHandler:
         size: int | None = None,
         replaces: int | None = None,
         sender_id: int | None = None,
+        reprocessed_by: str = "",
     ) -> Reply:
         header = reading.header
         receipt = _receipt(raw, header, transport, peer)
@@ -323,7 +333,7 @@ class MessageHandler:
             reading.screened = [screen_ahead(doc) for doc in reading.documents]
         try:
             reply = self._group.run(
-                _Store(self._identity, receipt, reading, size, replaces, sender_id)
+                _Store(self._identity, receipt, reading, size, replaces, sender_id, reprocessed_by)
             )
         except Exception as exc:
             self._writes_fail()
@@ -382,6 +392,14 @@ class MessageHandler:
                     ack=reply.ack,
                     problem=problem.problem,
                 )
+                audit.message_received(
+                    raw,
+                    receipt,
+                    outcome="rejected",
+                    ack_code="AR",
+                    message_id=message_id,
+                    registered=False,
+                )
             return replace(reply, message_id=message_id)
         except (SQLAlchemyError, self._dbapi_error):
             self._throttle.error("record", "failed message could not be recorded either")
@@ -410,6 +428,7 @@ class _Store:
     size: int | None
     replaces: int | None
     authenticated_sender: int | None
+    reprocessed_by: str = ""  # who asked for a reprocess (the audit trail's actor)
 
     def __call__(self, raw: Raw) -> Reply:
         receipt, reading, size, replaces = self.receipt, self.reading, self.size, self.replaces
@@ -464,6 +483,16 @@ class _Store:
                 problem=rejection.problem,
                 size=size,
             )
+            audit.message_received(
+                raw,
+                receipt,
+                outcome=outcome,
+                ack_code=code,
+                message_id=message_id,
+                registered=sender is not None,
+            )
+            if replaces is not None:  # still not accepted: the attempt is audited all the same
+                _audit_reprocess(raw, replaces, message_id, self.reprocessed_by, code)
             return replace(reply, message_id=message_id)
         if previous is not None:
             # A resend: the same answer as the first time, nothing processed again.
@@ -477,7 +506,15 @@ class _Store:
                 sender_id=sender_id,
                 duplicate_of=previous,
             )
-            _mark_reprocessed(raw, replaces, message_id)
+            _mark_reprocessed(raw, replaces, message_id, self.reprocessed_by, "AA")
+            audit.message_received(
+                raw,
+                receipt,
+                outcome=MessageOutcome.DUPLICATE,
+                ack_code="AA",
+                message_id=message_id,
+                registered=True,
+            )
             return Reply("AA", ack, message_id)
         assert reading.documents is not None
         message_id = record_message(
@@ -489,7 +526,7 @@ class _Store:
             sender_id=sender_id,
         )
         assert sender is not None
-        for doc, screened in zip(reading.documents, reading.screened, strict=True):
+        document_ids = [
             store_document(
                 raw,
                 sender=sender,
@@ -498,7 +535,19 @@ class _Store:
                 now=receipt.received_at,
                 screened=screened,
             )
-        _mark_reprocessed(raw, replaces, message_id)
+            for doc, screened in zip(reading.documents, reading.screened, strict=True)
+        ]
+        _mark_reprocessed(raw, replaces, message_id, self.reprocessed_by, "AA")
+        audit.message_received(
+            raw,
+            receipt,
+            outcome=MessageOutcome.ACCEPTED,
+            ack_code="AA",
+            message_id=message_id,
+            registered=True,
+            documents=reading.documents,
+            document_ids=document_ids,
+        )
         return Reply("AA", reading.accept_ack, message_id)
 
 
@@ -532,12 +581,26 @@ def _where(exc: BaseException) -> str:
     return f"{code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno} in {code.co_name}"
 
 
-def _mark_reprocessed(raw: Raw, replaces: int | None, message_id: int) -> None:
+def _mark_reprocessed(
+    raw: Raw, replaces: int | None, message_id: int, actor: str, ack_code: str
+) -> None:
     if replaces is not None:
         raw.execute(
             _MARK_REPROCESSED,
             {"id": replaces, "as": message_id, "outcome": MessageOutcome.REPROCESSED.value},
         )
+        _audit_reprocess(raw, replaces, message_id, actor, ack_code)
+
+
+def _audit_reprocess(raw: Raw, replaces: int, message_id: int, actor: str, ack_code: str) -> None:
+    audit.defer(
+        raw,
+        actor=actor or audit.CLI,
+        action=audit.Action.MESSAGE_REPROCESSED,
+        outcome=ack_code,
+        message_id=replaces,
+        detail={"as": message_id},
+    )
 
 
 def _read_header_only(raw: bytes) -> _Reading:

@@ -10,6 +10,7 @@ from typing import Any, cast
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from api.auth import current_user, require
@@ -20,7 +21,7 @@ from api.schemas.practices import PracticeFormSchema, RouteFormSchema
 from api.schemas.rules import RuleFormSchema
 from api.schemas.senders import UNITS, ReviewWindowSchema, SenderPolicySchema, minutes
 from api.schemas.users import UserFormSchema
-from flagging import bindings, mesh, organisations, screening, users
+from flagging import audit, bindings, mesh, organisations, screening, users
 from flagging import documents as documents_uc
 from flagging import messages as messages_uc
 from flagging.errors import FlaggingError
@@ -31,7 +32,19 @@ html_pages(bp)
 bp.before_request(require(Role.ADMIN))
 
 PAGE = 50
-ReprocessFunction = Callable[[int], tuple[str, int | None]]
+# The message to run again, and who asked (the audit trail's actor).
+ReprocessFunction = Callable[[int, str], tuple[str, int | None]]
+
+
+def _audit(session: Session, action: audit.Action, outcome: str, **detail: Any) -> None:
+    """An administrative change, audited in its own transaction by the signed-in admin."""
+    audit.record(
+        session,
+        actor=audit.user_actor(current_user().id),
+        action=action,
+        outcome=outcome,
+        detail=detail,
+    )
 
 
 def _count(query: Any) -> int:
@@ -89,6 +102,14 @@ def sender_policy(sender_id: int) -> Any:
             review_window_minutes=minutes(data),
             txa18_v_policy=data["txa18_v_policy"],
         )
+        _audit(
+            session,
+            audit.Action.SENDER_CHANGED,
+            "policy",
+            sender=sender.ods_code,
+            review_window_minutes=sender.review_window_minutes,
+            txa18_v_policy=sender.txa18_v_policy,
+        )
         flash(f"Saved the settings of {sender.name}.")
     return redirect(url_for("admin.senders"))
 
@@ -102,6 +123,14 @@ def add_review_window(sender_id: int) -> Any:
         window = organisations.set_review_window(
             session, sender_id, data["document_type"], minutes(data)
         )
+        _audit(
+            session,
+            audit.Action.REVIEW_WINDOW_CHANGED,
+            "set",
+            sender_id=sender_id,
+            document_type=window.document_type,
+            minutes=window.minutes,
+        )
         flash(f"Documents of type {window.document_type} now have their own review window.")
     return redirect(url_for("admin.senders"))
 
@@ -110,6 +139,13 @@ def add_review_window(sender_id: int) -> Any:
 def remove_review_window(sender_id: int, window_id: int) -> Response:
     with database().transaction() as session:
         organisations.remove_review_window(session, sender_id, window_id)
+        _audit(
+            session,
+            audit.Action.REVIEW_WINDOW_CHANGED,
+            "removed",
+            sender_id=sender_id,
+            window_id=window_id,
+        )
     flash("Removed: that document type uses the sender's review window again.")
     return redirect(url_for("admin.senders"))
 
@@ -127,6 +163,9 @@ def practices() -> Any:
             try:
                 with database().transaction() as session:
                     practice = organisations.add_practice(session, data["ods_code"], data["name"])
+                    _audit(
+                        session, audit.Action.PRACTICE_CHANGED, "added", practice=practice.ods_code
+                    )
                     flash(f"Registered practice {practice.ods_code}.")
                 return redirect(url_for("admin.practices"))
             except FlaggingError as exc:
@@ -189,6 +228,7 @@ def add_user() -> Any:
                 clinician_code=data.get("clinician_code", ""),
             )
             username = user.username
+            _audit(session, audit.Action.USER_CHANGED, "added", user_id=user.id, role=user.role)
     except FlaggingError as exc:
         return _users_page(errors={"username": str(exc)})
     # Shown on this response only: never in a redirect, a flash or a log.
@@ -200,6 +240,7 @@ def reset_password(user_id: int) -> Any:
     password = users.new_password()
     with database().transaction() as session:
         username = users.reset_password(session, user_id, password).username
+        _audit(session, audit.Action.USER_CHANGED, "password-reset", user_id=user_id)
     return _users_page(password=(username, password))
 
 
@@ -211,6 +252,12 @@ def set_active(user_id: int) -> Response:
         return redirect(url_for("admin.users_list"))
     with database().transaction() as session:
         user = users.set_user_active(session, user_id, active)
+        _audit(
+            session,
+            audit.Action.USER_CHANGED,
+            "activated" if active else "deactivated",
+            user_id=user_id,
+        )
         flash(f"{user.username} can {'now' if active else 'no longer'} sign in.")
     return redirect(url_for("admin.users_list"))
 
@@ -228,6 +275,7 @@ def rules() -> Any:
             try:
                 with database().transaction() as session:
                     rule = screening.add_rule(session, **data)
+                    _audit(session, audit.Action.RULE_CHANGED, "added", rule_id=rule.id)
                     flash(f"Added the rule {rule.name}.")
                 return redirect(url_for("admin.rules"))
             except FlaggingError as exc:
@@ -245,6 +293,7 @@ def rule_active(rule_id: int) -> Response:
     active = request.form.get("active") == "1"
     with database().transaction() as session:
         rule = screening.set_rule_active(session, rule_id, active)
+        _audit(session, audit.Action.RULE_CHANGED, "on" if active else "off", rule_id=rule_id)
         flash(f"{rule.name} is {'on' if active else 'off'}.")
     return redirect(url_for("admin.rules"))
 
@@ -253,6 +302,7 @@ def rule_active(rule_id: int) -> Response:
 def starter_rules() -> Response:
     with database().transaction() as session:
         added = screening.add_starter_rules(session)
+        _audit(session, audit.Action.RULE_CHANGED, "starter", added=added)
     flash(f"Added {added} starter rules." if added else "The starter rules are all there.")
     return redirect(url_for("admin.rules"))
 
@@ -288,7 +338,7 @@ def reprocess(message_id: int) -> Response:
         flash("Reprocessing is not available in this process.")
     else:
         try:
-            code, new_id = function(message_id)
+            code, new_id = function(message_id, audit.user_actor(current_user().id))
         except FlaggingError as exc:
             flash(f"Message {message_id} was not reprocessed: {exc}")
         else:
@@ -334,6 +384,14 @@ def route(document_id: int) -> Any:
     try:
         with database().transaction() as session:
             document = documents_uc.route_document(session, document_id, data["practice"])
+            audit.record(
+                session,
+                actor=audit.user_actor(current_user().id),
+                action=audit.Action.DOCUMENT_ROUTED,
+                document_id=document.id,
+                nhs_number=document.nhs_number,
+                practice=document.practice_ods_code,
+            )
             flash(f"Document {document.document_number} now goes to {document.practice_ods_code}.")
     except FlaggingError as exc:
         return _unroutable_page({document_id: str(exc)})

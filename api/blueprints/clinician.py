@@ -18,6 +18,7 @@ from api.presentation import LONDON, Mark, highlight
 from api.schemas.base import load_form
 from api.schemas.decisions import DecisionFormSchema
 from api.schemas.worklist import WorklistFilterSchema
+from flagging import audit
 from flagging import documents as documents_uc
 from flagging.errors import Conflict, InvalidInput, NotFound
 from flagging.models import REASON_LABELS, Document, Practice, Role, Sender, Visibility
@@ -155,6 +156,16 @@ def _page(
     # Why the latest version is held: each rule once, for the summary at the top of the page.
     latest_matched = list({(r.name, r.category): r for _, r in latest_hits}.values())
     practice = session.get(Practice, document.practice_id) if document.practice_id else None
+    # Every page showing a document is a view of it: audited in the page's transaction (so
+    # the callers open write transactions, not read-only ones).
+    audit.document_read(
+        session,
+        actor=audit.user_actor(user.id),
+        action=audit.Action.DOCUMENT_VIEWED,
+        document=document,
+        version=shown.version,
+        detail={"representation": "page"},
+    )
     return render_template(
         "document.html",
         document=document,
@@ -182,7 +193,7 @@ def _page(
 def document(document_id: int) -> str:
     """A document: patient, authorship, its text or PDF, screening hits, versions, history."""
     version = query_int("version")
-    with database().reading() as session:
+    with database().transaction() as session:
         return _page(session, current_user(), document_id, version_number=version)
 
 
@@ -192,7 +203,7 @@ def decide(document_id: int) -> Response | tuple[str, int]:
     user = current_user()
     data, errors = load_form(DecisionFormSchema(), request.form)
     if errors:
-        with database().reading() as session:
+        with database().transaction() as session:
             return _page(session, user, document_id, form=data, errors=errors), 422
     withhold = data["decision"] == "withhold"
     until = data.get("withhold_until")
@@ -211,11 +222,11 @@ def decide(document_id: int) -> Response | tuple[str, int]:
                 now=datetime.now(UTC),
             )
     except Conflict as exc:
-        with database().reading() as session:
+        with database().transaction() as session:
             return _page(session, user, document_id, stale=str(exc)), 409
     except InvalidInput as exc:
         field = "withhold_until" if "until" in str(exc) else "note"
-        with database().reading() as session:
+        with database().transaction() as session:
             page = _page(session, user, document_id, form=data, errors={field: str(exc)})
             return page, 422
     flash(
@@ -229,10 +240,19 @@ def decide(document_id: int) -> Response | tuple[str, int]:
 @bp.get("/documents/<int:document_id>/versions/<int:version>/content")
 def content(document_id: int, version: int) -> Response:
     """A version's rendition as received: a PDF shown inline, anything else downloaded."""
-    with database().reading() as session:
-        document = _document(session, current_user(), document_id)
+    user = current_user()
+    with database().transaction() as session:  # audited: a write transaction
+        document = _document(session, user, document_id)
         found = documents_uc.get_version(session, document.id, version)
         body, content_type = found.content or b"", found.content_type or "text/plain"
+        audit.document_read(
+            session,
+            actor=audit.user_actor(user.id),
+            action=audit.Action.DOCUMENT_VIEWED,
+            document=document,
+            version=version,
+            detail={"representation": "content"},
+        )
         name = "".join(c if c.isalnum() or c in "-_." else "_" for c in document.document_number)
     inline = content_type in ("application/pdf", "text/plain")
     response = Response(body, mimetype=content_type if inline else "application/octet-stream")

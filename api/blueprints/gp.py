@@ -24,7 +24,7 @@ from api.problems import problem
 from api.schemas.acknowledgements import AcknowledgementRequestSchema, AcknowledgementSchema
 from api.schemas.documents import DocumentSchema, VersionQuerySchema
 from api.schemas.feed import FeedQuerySchema, feed_page_data
-from flagging import gp
+from flagging import audit, gp
 from flagging.models import Visibility, reason_text
 
 bp = Blueprint("gp", __name__, url_prefix="/gp/v1")
@@ -85,9 +85,10 @@ def _practice_document(
     ods_code: str, document_id: int
 ) -> Iterator[tuple[Session, gp.PracticeAccess, gp.DocumentView]]:
     """The document (at `?version=`, else its latest) as the bearer token's practice may see
-    it, in one read-only session: 401 or 404 otherwise."""
+    it, in one session: 401 or 404 otherwise. A write transaction, as the read is audited
+    in it (each view records what it served, last, flagging/audit.py)."""
     args = cast(dict[str, Any], _version_query.load(request.args, unknown="exclude"))
-    with database().reading() as session:
+    with database().transaction() as session:
         access = gp.authorize(session, _bearer_token(), ods_code)
         yield (
             session,
@@ -112,19 +113,56 @@ def _links(ods_code: str, document_id: int, has_content: bool) -> dict[str, str 
 def feed(ods_code: str) -> Response:
     """Events after `after`, oldest first, at most `limit`; `more` says whether to poll again."""
     query = cast(dict[str, int], _feed_query.load(request.args, unknown="exclude"))
-    with database().reading(snapshot=False) as session:
+    # A write transaction: the read is audited in it (the events served, by number).
+    with database().transaction() as session:
         access = gp.authorize(session, _bearer_token(), ods_code)
         page = gp.practice_feed(session, access, query["after"], query["limit"])
+        _audit_feed(session, access, query["after"], page)
     prefix = url_for("gp.document", ods_code=access.ods_code, document_id=0)[:-1]
     data = feed_page_data(access.ods_code, page.events, page.next_after, page.more, prefix)
     return Response(stdlib_json.dumps(data), status=200, mimetype="application/json")
 
 
+def _audit_feed(session: Session, access: gp.PracticeAccess, after: int, page: gp.Feed) -> None:
+    served = [event.seq for event in page.events]
+    audit.record(
+        session,
+        actor=audit.token_actor(access.token_id),
+        action=audit.Action.GP_FEED_READ,
+        practice=access.ods_code,
+        detail={
+            "after": after,
+            "events": [served[0], served[-1]] if served else [],
+            "count": len(served),
+            "documents": sorted({event.document_id for event in page.events}),
+        },
+    )
+
+
+def _audit_read(
+    access: gp.PracticeAccess, view: gp.DocumentView, session: Session, representation: str
+) -> None:
+    audit.document_read(
+        session,
+        actor=audit.token_actor(access.token_id),
+        action=(
+            audit.Action.GP_CONTENT_READ
+            if representation == "content"
+            else audit.Action.GP_DOCUMENT_READ
+        ),
+        document=view.document,
+        version=view.version.version,
+        practice=access.ods_code,
+        detail={"representation": representation},
+    )
+
+
 @bp.get("/practices/<ods_code>/documents/<int:document_id>")
 def document(ods_code: str, document_id: int) -> Response:
     """The document's metadata and its current visibility."""
-    with _practice_document(ods_code, document_id) as (_, access, view):
+    with _practice_document(ods_code, document_id) as (session, access, view):
         data = _document_data(access, view)
+        _audit_read(access, view, session, "json")
     return _json(_document.dump(data))
 
 
@@ -179,13 +217,14 @@ def document_hl7(ods_code: str, document_id: int) -> Response:
         if annotate is None:
             return problem(503, "Service Unavailable", "HL7 v2 output is not enabled here")
         raw, annotation = gp.annotation_input(session, access, view, uuid.uuid4().hex[:20])
+        _audit_read(access, view, session, "hl7v2")
     return Response(annotate(raw, annotation), status=200, mimetype=HL7_V2)
 
 
 @bp.get("/practices/<ods_code>/documents/<int:document_id>/fhir")
 def document_fhir(ods_code: str, document_id: int) -> Response:
     """The FHIR R4 DocumentReference, labelled R + NOPAT while pending or withheld."""
-    with _practice_document(ods_code, document_id) as (_, access, view):
+    with _practice_document(ods_code, document_id) as (session, access, view):
         content_url = url_for(
             "gp.document_content",
             ods_code=access.ods_code,
@@ -194,17 +233,19 @@ def document_fhir(ods_code: str, document_id: int) -> Response:
             _external=True,
         )
         resource = document_reference(view, content_url)
+        _audit_read(access, view, session, "fhir")
     return _json(resource, mimetype=FHIR_JSON)
 
 
 @bp.get("/practices/<ods_code>/documents/<int:document_id>/content")
 def document_content(ods_code: str, document_id: int) -> Response:
     """The rendition itself: text, PDF, or whatever the hospital sent, with its media type."""
-    with _practice_document(ods_code, document_id) as (_, _, view):
+    with _practice_document(ods_code, document_id) as (session, access, view):
         source = view.content_version
         if source is None or source.content is None:
             return problem(404, "Not Found", f"document {document_id} has no content")
         body, content_type = source.content, source.content_type or "application/octet-stream"
+        _audit_read(access, view, session, "content")
     # Whatever a hospital declares is passed on only when it cannot run in a browser: HTML,
     # SVG or XML from an EPR would otherwise execute in the GP system's origin if it opened it.
     media = content_type.split(";", 1)[0].strip().lower()

@@ -18,6 +18,7 @@ from marshmallow import ValidationError
 from api.context import database
 from api.problems import problem
 from api.schemas.decisions import DocumentDecisionSchema, HospitalDecisionSchema
+from flagging import audit
 from flagging import documents as documents_uc
 from flagging.errors import Conflict, NotFound
 from flagging.models import Visibility
@@ -91,6 +92,7 @@ def decision(sender: str, number: str) -> Response:
             withhold_until=data.get("withhold_until"),
             expected_revision=document.revision,
             now=datetime.now(UTC),
+            audit_actor=audit.sender_actor(owner.ods_code),
         )
         result = DocumentDecisionSchema().dump(
             {

@@ -10,7 +10,8 @@ from werkzeug.wrappers import Response
 from api.auth import check_csrf, safe_next, sign_in, sign_out, signed_in
 from api.context import database, settings
 from api.pages import html_pages
-from flagging.users import authenticate
+from flagging import audit
+from flagging.users import authenticate, find_user
 
 bp = Blueprint("login", __name__)
 html_pages(bp)
@@ -47,6 +48,16 @@ def login() -> Response | tuple[str, int] | str:
         )
         if result.user is not None:
             sign_in(result.user)
+        # A refused username is kept only as the account it names, if any: what people type
+        # there is sometimes a password.
+        known = result.user or (find_user(session, username) if username.strip() else None)
+        audit.record(
+            session,
+            actor=audit.user_actor(known.id) if known else "unknown",
+            action=audit.Action.SIGN_IN,
+            outcome="success" if result.user is not None else "failure",
+            detail={"peer": request.remote_addr or ""},
+        )
     if result.user is None:
         page = render_template(
             "login.html", next=target or "", username=username, error=result.refusal
@@ -59,6 +70,15 @@ def login() -> Response | tuple[str, int] | str:
 def logout() -> Response | str:
     """End the session (the form carries the CSRF token, so no other site can sign you out)."""
     check_csrf()
+    user = signed_in()
+    if user is not None:
+        with database().transaction() as session:
+            audit.record(
+                session,
+                actor=audit.user_actor(user.id),
+                action=audit.Action.SESSION_ENDED,
+                detail={"how": "signed out"},
+            )
     sign_out()
     if settings().trusted_user_header:
         return render_template("logged_out.html", single_sign_on=True)

@@ -1,5 +1,6 @@
 """Typed SQLAlchemy models, one module per concept, all on one MetaData."""
 
+from flagging.models.audit import AuditEntry, AuditHead
 from flagging.models.base import Base, metadata
 from flagging.models.documents import Document, DocumentStatus, DocumentVersion, VersionChange
 from flagging.models.feed import EventType, FeedEvent, GPToken, GPTokenPractice
@@ -28,6 +29,8 @@ from flagging.models.visibility import (
 __all__ = [
     "REASON_LABELS",
     "WITHDRAWN",
+    "AuditEntry",
+    "AuditHead",
     "Base",
     "Decision",
     "Document",

@@ -228,6 +228,13 @@ DOORS: dict[tuple[str, str], Door] = {
         (),
         PAGE_POST,
     ),
+    ("/admin/messages/<int:message_id>", "GET"): Door(
+        ADMIN, lambda w, o: Knock(f"/admin/messages/{w.message_id}")
+    ),
+    ("/admin/audit", "GET"): Door(ADMIN, _same("/admin/audit")),
+    ("/admin/audit/subject-access", "GET"): Door(
+        ADMIN, _same(f"/admin/audit/subject-access?patient={samples.NHS_NUMBERS[0]}")
+    ),
     ("/admin/unroutable", "GET"): Door(ADMIN, _same("/admin/unroutable")),
     ("/admin/documents/<int:document_id>/route", "POST"): Door(
         ADMIN,
