@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from cli import demo, gp_poll, output, scheduler
+from cli.telemetry_setup import telemetry_setup
 from cli.wiring import Services, build, mllp_listener, web_app
 from config import ConfigError, load_settings
 from flagging import documents as documents_uc
@@ -50,6 +51,9 @@ def _services(*, ingest: bool = False) -> Services:
 
 def _long_running(*, ingest: bool = False) -> Services:
     """The wiring of a server process, whose log level is FLAGGING_LOG_LEVEL."""
+    settings = load_settings()
+    # Before any counter exists in this process: see cli/telemetry_setup.
+    telemetry_setup(settings)
     services = _services(ingest=ingest)
     logging.getLogger().setLevel(services.settings.log_level)
     return services
@@ -97,6 +101,17 @@ def cmd_mllp(args: argparse.Namespace) -> int:
     listener.start()
     _wait_for_signal()
     listener.stop()
+    return 0
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    """The web app under gunicorn (production): FLAGGING_WEB_WORKERS processes."""
+    from cli import web
+
+    settings = load_settings()
+    logging.getLogger().setLevel(settings.log_level)
+    telemetry_setup(settings)
+    web.run(settings, workers=args.workers or settings.web_workers, port=args.port)
     return 0
 
 
@@ -475,6 +490,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="load the demo trust, practice and examples into an empty database",
     )
+    web = command(sub, "web", cmd_web, "run the web app under gunicorn (production)")
+    web.add_argument("--workers", type=int, help="override FLAGGING_WEB_WORKERS")
+    web.add_argument("--port", type=int, help="override FLAGGING_HTTP_PORT (0: any free port)")
     mllp = command(sub, "mllp", cmd_mllp, "run the MLLP listener alone")
     mllp.add_argument("--port", type=int, help="override FLAGGING_MLLP_PORT (0: any free port)")
 
@@ -603,7 +621,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.INFO if args.command in ("serve", "mllp", "scheduler") else logging.WARNING,
+        level=logging.INFO
+        if args.command in ("serve", "web", "mllp", "scheduler")
+        else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     # APScheduler logs every job run at INFO; our jobs log what they did themselves.

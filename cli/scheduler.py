@@ -11,6 +11,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.exc import SQLAlchemyError
 
 from cli.wiring import Services
+from flagging import telemetry
 from flagging.visibility import release_lapsed
 from hl7.push import PushSettings, push_due
 
@@ -22,6 +23,7 @@ def release_job(services: Services) -> int:
     with services.db.transaction() as session:
         released = release_lapsed(session, datetime.now(UTC))
     if released:
+        telemetry.released(released)
         log.info("released %d documents", released)
     return released
 

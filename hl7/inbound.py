@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from sqlalchemy.exc import SQLAlchemyError
 
 from config import Settings
+from flagging import telemetry
 from flagging.db import Database, GroupCommit
 from flagging.errors import Conflict, NotFound
 from flagging.inbound import DocumentInput, Receipt
@@ -57,6 +58,9 @@ class Reply:
     code: str
     ack: bytes
     message_id: int | None = None
+    # For the metrics: what was recorded, and the registered sender's MSH-4 ('' if none).
+    outcome: str = ""
+    sender: str = ""
 
 
 @dataclass(frozen=True)
@@ -129,7 +133,10 @@ class MessageHandler:
 
         `sender_id` is the sender an HTTP bearer token proved; MSH-4 must then name it.
         """
-        return self._handle(raw, _read(raw, self.settings), transport, peer, sender_id=sender_id)
+        started = time.perf_counter()
+        reply = self._handle(raw, _read(raw, self.settings), transport, peer, sender_id=sender_id)
+        _count(reply, transport, started)
+        return reply
 
     def handle_oversize(self, head: bytes, size: int, *, transport: str, peer: str = "") -> Reply:
         """Answer AR to a message over the size limit; its first bytes are kept as evidence."""
@@ -139,7 +146,10 @@ class MessageHandler:
             f"the message is {size} bytes, over this service's limit of "
             f"{self.settings.max_message_bytes} bytes; only its first {len(head)} bytes were kept",
         )
-        return self._handle(head, reading, transport, peer, size=size)
+        started = time.perf_counter()
+        reply = self._handle(head, reading, transport, peer, size=size)
+        _count(reply, transport, started)
+        return reply
 
     def reprocess(self, message_id: int) -> Reply:
         """Run a quarantined or rejected message again, after its registration was fixed."""
@@ -237,7 +247,7 @@ class MessageHandler:
                     ack=reply.ack,
                     problem=problem.problem,
                 )
-            return replace(reply, message_id=message_id)
+            return replace(reply, message_id=message_id, outcome=MessageOutcome.REJECTED.value)
         except (SQLAlchemyError, self._dbapi_error):
             log.error("failed message could not be recorded either")
             return reply
@@ -256,6 +266,13 @@ class _Store:
     size: int | None
     replaces: int | None
     authenticated_sender: int | None
+
+    @property
+    def practice_codes(self) -> set[str]:
+        """The practices whose feeds this message may add to (flagging.db._lock_practices)."""
+        if self.reading.rejection is not None or not self.reading.documents:
+            return set()
+        return {doc.practice_ods_code for doc in self.reading.documents if doc.practice_ods_code}
 
     def __call__(self, raw: Raw) -> Reply:
         receipt, reading, size, replaces = self.receipt, self.reading, self.size, self.replaces
@@ -296,10 +313,16 @@ class _Store:
                     "MSH^1^10",
                 )
         sender_id = sender.id if sender else None
+        label = header.sending_facility.upper() if sender and header else ""
         if rejection is not None:
             code = rejection.ack_code
             reply = identity.reply(header, code, rejection, reading.charset)
             outcome = MessageOutcome.QUARANTINED if code == "AE" else MessageOutcome.REJECTED
+            if replaces is not None:
+                # A reprocess that failed again: the entry it came from says why, now; no
+                # second entry for the same bytes.
+                _record_refusal_again(raw, replaces, outcome, reply, rejection, sender_id)
+                return replace(reply, message_id=replaces, outcome=outcome.value, sender=label)
             message_id = record_message(
                 raw,
                 receipt,
@@ -310,7 +333,7 @@ class _Store:
                 problem=rejection.problem,
                 size=size,
             )
-            return replace(reply, message_id=message_id)
+            return replace(reply, message_id=message_id, outcome=outcome.value, sender=label)
         if previous is not None:
             # A resend: the same answer as the first time, nothing processed again.
             ack = previous.ack or identity.reply(header, "AA", None, reading.charset).ack
@@ -324,7 +347,7 @@ class _Store:
                 duplicate_of=previous,
             )
             _mark_reprocessed(raw, replaces, message_id)
-            return Reply("AA", ack, message_id)
+            return Reply("AA", ack, message_id, MessageOutcome.DUPLICATE.value, label)
         assert reading.documents is not None
         message_id = record_message(
             raw,
@@ -345,7 +368,65 @@ class _Store:
                 screened=screened,
             )
         _mark_reprocessed(raw, replaces, message_id)
-        return Reply("AA", reading.accept_ack, message_id)
+        if replaces is None:
+            _supersede(raw, sender_id, receipt.control_id, message_id)
+        return Reply("AA", reading.accept_ack, message_id, MessageOutcome.ACCEPTED.value, label)
+
+
+def _count(reply: Reply, transport: str, started: float) -> None:
+    """Count the answer for /metrics; never a reason for a message to fail."""
+    try:
+        telemetry.message_answered(
+            reply.sender, reply.outcome, transport, time.perf_counter() - started
+        )
+    except Exception:  # a full disk under the metrics folder must not cost an ACK
+        log.warning("metrics not updated", exc_info=True)
+
+
+_RECORD_AGAIN = (
+    "UPDATE inbound_messages SET outcome = :outcome, ack_code = :ack_code, ack = :ack,"
+    " error_code = :error_code, error_location = :error_location, error_text = :error_text,"
+    " sender_id = COALESCE(:sender_id, sender_id) WHERE id = :id"
+)
+# The quarantined entries a corrected message replaces: the same sender and MSH-10, still open.
+# Only quarantined rows are in the partial index this reads, so accepted messages pay one
+# lookup in a small index, never a scan.
+_SUPERSEDE = (
+    "UPDATE inbound_messages SET resolution = 'superseded', superseded_by_id = :by"
+    " WHERE sender_id = :sender AND control_id = :control AND outcome = 'quarantined'"
+    " AND resolution = ''"
+)
+
+
+def _record_refusal_again(
+    raw: Raw,
+    message_id: int,
+    outcome: MessageOutcome,
+    reply: Reply,
+    rejection: MessageRejected,
+    sender_id: int | None,
+) -> None:
+    problem = rejection.problem
+    raw.execute(
+        _RECORD_AGAIN,
+        {
+            "id": message_id,
+            "outcome": outcome.value,
+            "ack_code": reply.code,
+            "ack": reply.ack,
+            "error_code": problem.code,
+            "error_location": problem.location[:40],
+            "error_text": problem.text,
+            "sender_id": sender_id,
+        },
+    )
+
+
+def _supersede(raw: Raw, sender_id: int | None, control_id: str, message_id: int) -> None:
+    """A corrected resend (an accepted message with the MSH-10 of a quarantined one) closes
+    the quarantined entry as superseded by it."""
+    if sender_id is not None and control_id:
+        raw.execute(_SUPERSEDE, {"by": message_id, "sender": sender_id, "control": control_id})
 
 
 def _mark_reprocessed(raw: Raw, replaces: int | None, message_id: int) -> None:

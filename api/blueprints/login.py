@@ -10,6 +10,7 @@ from werkzeug.wrappers import Response
 from api.auth import check_csrf, safe_next, sign_in, sign_out, signed_in
 from api.context import database, settings
 from api.pages import html_pages
+from flagging import telemetry
 from flagging.users import authenticate
 
 bp = Blueprint("login", __name__)
@@ -46,6 +47,7 @@ def login() -> Response | tuple[str, int] | str:
         if result.user is not None:
             sign_in(result.user)
     if result.user is None:
+        telemetry.sign_in_failed()
         page = render_template(
             "login.html", next=target or "", username=username, error=result.refusal
         )

@@ -3,7 +3,7 @@
 from flagging.models.base import Base, metadata
 from flagging.models.documents import Document, DocumentStatus, DocumentVersion, VersionChange
 from flagging.models.feed import EventType, FeedEvent, GPToken, GPTokenPractice
-from flagging.models.messages import InboundMessage, MessageOutcome
+from flagging.models.messages import InboundMessage, MessageOutcome, MessageResolution
 from flagging.models.organisations import Practice, ReviewWindow, Sender
 from flagging.models.users import Role, User
 from flagging.models.visibility import (
@@ -29,6 +29,7 @@ __all__ = [
     "GPTokenPractice",
     "InboundMessage",
     "MessageOutcome",
+    "MessageResolution",
     "Practice",
     "Reason",
     "ReviewWindow",
