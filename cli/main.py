@@ -4,11 +4,13 @@ on failure, and every list/show command prints JSON with --json."""
 from __future__ import annotations
 
 import argparse
+import getpass
 import logging
 import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ from flagging import gp, organisations, screening, users
 from flagging import messages as messages_uc
 from flagging.errors import FlaggingError
 from flagging.migrate import upgrade
-from flagging.models import MessageOutcome
+from flagging.models import MessageOutcome, MessageResolution
 from flagging.models.base import utcnow
 from hl7.client import MLLPClient
 from hl7.errors import HL7Error
@@ -240,13 +242,33 @@ def cmd_gp_poll(args: argparse.Namespace) -> int:
 # messages / documents -----------------------------------------------------------------------
 
 
+def _when(value: str | None, name: str) -> datetime | None:
+    """An ISO 8601 date or time from the command line; without a zone it is UTC."""
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise CommandError(f"{name} must be an ISO 8601 date or time, not {value!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def cmd_messages_list(args: argparse.Namespace) -> int:
-    outcome = MessageOutcome(args.outcome) if args.outcome else None
+    search = messages_uc.MessageSearch(
+        sender=args.sender,
+        control_id=args.control_id,
+        nhs_number=args.nhs_number,
+        document_number=args.document,
+        outcome=MessageOutcome(args.outcome) if args.outcome else None,
+        since=_when(args.since, "--since"),
+        until=_when(args.until, "--until"),
+        open_only=args.open,
+    )
     with _services().db.transaction() as session:
         rows = [
             output.message(m)
-            for m in messages_uc.list_messages(
-                session, outcome=outcome, before_id=args.before, limit=args.limit
+            for m in messages_uc.search_messages(
+                session, search, before_id=args.before, limit=args.limit
             )
         ]
     output.table(
@@ -261,9 +283,24 @@ def cmd_messages_list(args: argparse.Namespace) -> int:
             "outcome",
             "ack_code",
             "error",
+            "resolution",
         ],
         args.json,
     )
+    return 0
+
+
+def cmd_messages_close(args: argparse.Namespace) -> int:
+    """Resolve or dismiss a quarantined or rejected message, with the reason."""
+    resolution = {"resolve": MessageResolution.RESOLVED, "dismiss": MessageResolution.DISMISSED}[
+        args.action
+    ]
+    by = args.by or f"{getpass.getuser()} (command line)"
+    with _services().db.transaction() as session:
+        messages_uc.close_message(
+            session, args.id, resolution, reason=args.reason, by=by, now=utcnow()
+        )
+    print(f"message {args.id} {resolution.value}")
     return 0
 
 
@@ -536,7 +573,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", type=int)
 
     messages = group("messages", "every message received, with its outcome")
-    p = command(messages, "list", cmd_messages_list, "list messages, newest first")
+    p = command(messages, "list", cmd_messages_list, "list and search messages, newest first")
+    p.add_argument("--sender", default="", help="MSH-4 (the sender's ODS code)")
+    p.add_argument("--control-id", default="", help="MSH-10")
+    p.add_argument("--nhs-number", default="", help="the patient's NHS number")
+    p.add_argument("--document", default="", help="document number (TXA-12 / OBR-3)")
+    p.add_argument("--since", help="received at or after (ISO 8601; UTC unless a zone is given)")
+    p.add_argument("--until", help="received before (ISO 8601)")
+    p.add_argument(
+        "--open", action="store_true", help="only quarantined or rejected ones not yet closed"
+    )
     p.add_argument("--outcome", choices=[o.value for o in MessageOutcome])
     p.add_argument("--before", type=int, help="only messages with a smaller id (next page)")
     p.add_argument("--limit", type=int, default=50)
@@ -545,6 +591,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", type=int)
     p.add_argument("--json", action="store_true")
     p.add_argument("--raw", action="store_true", help="write the bytes exactly as received")
+    for action, text in (
+        ("resolve", "close a quarantined or rejected message as fixed, with the reason"),
+        ("dismiss", "close a quarantined or rejected message as needing nothing, with the reason"),
+    ):
+        p = command(messages, action, cmd_messages_close, text)
+        p.add_argument("id", type=int)
+        p.add_argument("--reason", required=True, help="kept with the entry")
+        p.add_argument("--by", default="", help="who (default: the account running this)")
     p = command(
         messages, "reprocess", cmd_messages_reprocess, "run a quarantined or rejected message again"
     )
