@@ -16,12 +16,12 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from cli import demo, gp_poll, output, scheduler
+from cli import demo, gp_poll, output, progress, scheduler
 from cli.telemetry_setup import telemetry_setup
 from cli.wiring import Services, build, mllp_listener, web_app
 from config import ConfigError, load_settings
 from flagging import documents as documents_uc
-from flagging import gp, organisations, screening, users
+from flagging import gp, organisations, retention, screening, users
 from flagging import messages as messages_uc
 from flagging.errors import FlaggingError
 from flagging.migrate import upgrade
@@ -324,6 +324,32 @@ def cmd_messages_reprocess(args: argparse.Namespace) -> int:
     return 0 if reply.code == "AA" else 1
 
 
+def cmd_retention_run(args: argparse.Namespace) -> int:
+    """Delete the raw bytes of old messages (flagging/retention.py says what is kept)."""
+    services = _services()
+    days = services.settings.retention_days if args.days is None else args.days
+    if days <= 0:
+        raise CommandError(
+            "retention is off (FLAGGING_RETENTION_DAYS is 0: keep for ever); give --days N"
+        )
+    with progress.bar("messages examined") as bar:
+        report = retention.run_retention(
+            services.db.transaction,
+            utcnow(),
+            days,
+            dry_run=args.dry_run,
+            progress=lambda r, total: bar.update(r.examined, total),
+        )
+    verb = "would delete" if args.dry_run else "deleted"
+    print(
+        f"retention ({days} days, before {report.cutoff:%Y-%m-%d %H:%M} UTC): "
+        f"{report.examined} messages examined, {verb} the bytes of {report.deleted} "
+        f"({report.bytes_deleted} bytes); kept {report.kept_unacknowledged} whose document a "
+        f"practice has not acknowledged and {report.kept_open} open quarantine entries"
+    )
+    return 0
+
+
 def cmd_documents_list(args: argparse.Namespace) -> int:
     with _services().db.transaction() as session:
         rows = [
@@ -603,6 +629,11 @@ def build_parser() -> argparse.ArgumentParser:
         messages, "reprocess", cmd_messages_reprocess, "run a quarantined or rejected message again"
     )
     p.add_argument("id", type=int)
+
+    kept = group("retention", "delete the raw bytes of old messages")
+    p = command(kept, "run", cmd_retention_run, "delete raw bytes older than the retention age")
+    p.add_argument("--dry-run", action="store_true", help="count what would go; delete nothing")
+    p.add_argument("--days", type=int, help="override FLAGGING_RETENTION_DAYS")
 
     documents = group("documents", "documents received")
     p = command(documents, "list", cmd_documents_list, "list documents, newest first")

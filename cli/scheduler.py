@@ -12,6 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cli.wiring import Services
 from flagging import telemetry
+from flagging.retention import run_retention
 from flagging.visibility import release_lapsed
 from hl7.push import PushSettings, push_due
 
@@ -39,10 +40,23 @@ def push_job(services: Services) -> int:
     return delivered
 
 
+def retention_job(services: Services) -> int:
+    """Delete the raw bytes of messages past FLAGGING_RETENTION_DAYS (off while it is 0)."""
+    days = services.settings.retention_days
+    if days <= 0:
+        return 0
+    report = run_retention(services.db.transaction, datetime.now(UTC), days)
+    if report.deleted:
+        log.info("retention: deleted the bytes of %d messages", report.deleted)
+    return report.deleted
+
+
 # (name, function, interval in seconds)
 JOBS: list[tuple[str, Callable[[Services], object], float]] = [
     ("release", release_job, 30.0),
     ("push", push_job, 5.0),
+    # Hourly: each run finds little to do, and a batch is a short transaction.
+    ("retention", retention_job, 3600.0),
 ]
 
 

@@ -50,6 +50,9 @@ def upgrade() -> None:
         sqlite_where=sa.text("outcome = 'quarantined'"),
         postgresql_where=sa.text("outcome = 'quarantined'"),
     )
+    op.create_index(
+        "ix_document_versions_message_id", "document_versions", ["message_id"], unique=False
+    )
     with op.batch_alter_table("practices") as batch:
         batch.add_column(
             sa.Column("push_delivered_at", flagging.models.base.UTCDateTime(), nullable=True)
@@ -64,6 +67,7 @@ def downgrade() -> None:
         batch.drop_column("push_failing_since")
         batch.drop_column("push_delivered_at")
     op.drop_index("ix_inbound_messages_quarantine", table_name="inbound_messages")
+    op.drop_index("ix_document_versions_message_id", table_name="document_versions")
     with op.batch_alter_table("inbound_messages") as batch:
         batch.drop_constraint(
             op.f("fk_inbound_messages_superseded_by_id_inbound_messages"), type_="foreignkey"
