@@ -219,7 +219,8 @@ def alerts(
             Alert(
                 "decision-overdue",
                 "",
-                f"{overdue} documents still pending past their review window",
+                f"{overdue} document{'s' if overdue != 1 else ''} still pending past their "
+                "review window",
             )
         )
     limit = timedelta(minutes=rules.push_failing_minutes)
