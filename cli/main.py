@@ -501,14 +501,18 @@ def cmd_send(args: argparse.Namespace) -> int:
         messages.extend((name, m) for m in found)
     failures = 0
     try:
-        with MLLPClient(args.host, args.port, timeout=args.timeout) as client:
+        with (
+            MLLPClient(args.host, args.port, timeout=args.timeout) as client,
+            progress.bar("messages sent", len(messages)) as bar,
+        ):
             for name, message in messages:
                 ack = client.send(message)
                 text = ack.decode("latin-1")
                 code = _ack_code(text)
                 failures += code not in ("AA", "CA")
-                print(f"# {name}: {code}")
-                print(text.replace("\r", "\n").rstrip("\n"))
+                bar.write(f"# {name}: {code}")
+                bar.write(text.replace("\r", "\n").rstrip("\n"))
+                bar.advance()
     except OSError as exc:
         raise CommandError(f"cannot talk to {args.host}:{args.port}: {exc}") from None
     return 1 if failures else 0
