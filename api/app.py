@@ -44,7 +44,7 @@ def create_app(
     app.extensions["flagging.reprocess"] = reprocess
     app.extensions["flagging.annotate"] = annotate
 
-    from api.blueprints import admin, clinician, dashboard, health, hospital, login, metrics
+    from api.blueprints import admin, clinician, dashboard, health, hospital, login, metrics, search
     from api.blueprints import gp as gp_blueprint
     from api.blueprints import ingest as ingest_blueprint
     from api.presentation import register_template_helpers
@@ -56,6 +56,7 @@ def create_app(
     app.register_blueprint(clinician.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(dashboard.bp)
+    app.register_blueprint(search.bp)
     app.register_blueprint(hospital.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)
