@@ -118,12 +118,13 @@ def cmd_web(args: argparse.Namespace) -> int:
 
 
 def cmd_scheduler(args: argparse.Namespace) -> int:
-    """The scheduled jobs alone (review-window release, expiry, push)."""
-    services = _long_running()
+    """The scheduled jobs alone (review-window release, expiry, push, retention)."""
     if args.once:
+        services = _services()
         for name, job, _ in scheduler.JOBS:
             print(f"{name}: {job(services)}")
         return 0
+    services = _long_running()
     jobs = scheduler.start(services)
     print("flagging: scheduler running", file=sys.stderr, flush=True)
     _wait_for_signal()

@@ -10,12 +10,17 @@ rules, are read from the database at each scrape (flagging/operations.py).
 from __future__ import annotations
 
 import hmac
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from flask import Blueprint, Response, request
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    generate_latest,
+    values,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -39,13 +44,14 @@ def metrics() -> Response:
         return response
     with database().reading() as session:
         figures = overview(session, datetime.now(UTC), AlertRules.from_settings(settings()))
-    registry = CollectorRegistry()
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    registry = REGISTRY  # one process (development, tests): its own counters
+    # Multiprocess mode was chosen when prometheus_client was first imported in this process
+    # (our commands set the folder before): ask it, not the environment, which may differ.
+    if values.ValueClass is not values.MutexValue:
         from prometheus_client import multiprocess
 
+        registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    else:  # one process (development, tests): its own counters
-        registry = REGISTRY
     read = CollectorRegistry()
     read.register(_Figures(figures))
     body = generate_latest(registry) + generate_latest(read)
