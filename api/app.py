@@ -130,7 +130,17 @@ def create_app(
     app.after_request(_access_log)
     app.teardown_request(_end_request)
 
-    from api.blueprints import admin, audit_admin, clinician, health, hospital, login
+    from api.blueprints import (
+        admin,
+        audit_admin,
+        clinician,
+        dashboard,
+        health,
+        hospital,
+        login,
+        metrics,
+        search,
+    )
     from api.blueprints import gp as gp_blueprint
     from api.blueprints import ingest as ingest_blueprint
     from api.presentation import register_template_helpers
@@ -142,8 +152,11 @@ def create_app(
     app.register_blueprint(clinician.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(audit_admin.bp)
+    app.register_blueprint(dashboard.bp)
+    app.register_blueprint(search.bp)
     app.register_blueprint(hospital.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(metrics.bp)
     app.register_blueprint(ingest_blueprint.bp)
     app.register_blueprint(gp_blueprint.bp)
     return app

@@ -4,6 +4,7 @@ on failure, and every list/show command prints JSON with --json."""
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
 import signal
@@ -11,25 +12,27 @@ import ssl
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from cli import audit_commands, demo, gp_poll, hl7_tools, output, scheduler
+from cli import audit_commands, demo, gp_poll, hl7_tools, output, progress, scheduler
 from cli.hl7_tools import split_messages
+from cli.telemetry_setup import telemetry_setup
 from cli.wiring import Services, build, mllp_listener, web_app
 from config import ConfigError, Settings, load_settings
 from config.logs import configure_logging
-from flagging import audit, bindings, gp, organisations, screening, users
+from flagging import audit, bindings, gp, organisations, retention, screening, users
 from flagging import documents as documents_uc
 from flagging import mesh as mesh_uc
 from flagging import messages as messages_uc
 from flagging.db import Database
 from flagging.errors import FlaggingError
 from flagging.migrate import upgrade
-from flagging.models import MessageOutcome
+from flagging.models import MessageOutcome, MessageResolution
 from flagging.models.base import utcnow
 from hl7.client import MLLPClient, tls_context
 from hl7.errors import HL7Error
@@ -57,6 +60,8 @@ def _services(*, ingest: bool = False) -> Services:
 
 def _long_running(*, ingest: bool = False) -> Services:
     """The wiring of a server process, logging at FLAGGING_LOG_LEVEL in FLAGGING_LOG_FORMAT."""
+    # Before any counter exists in this process: see cli/telemetry_setup.
+    telemetry_setup(load_settings())
     services = _services(ingest=ingest)
     configure_logging(services.settings.log_level, services.settings.log_format)
     return services
@@ -111,13 +116,25 @@ def cmd_mllp(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_web(args: argparse.Namespace) -> int:
+    """The web app under gunicorn (production): FLAGGING_WEB_WORKERS processes."""
+    from cli import web
+
+    settings = load_settings()
+    logging.getLogger().setLevel(settings.log_level)
+    telemetry_setup(settings)
+    web.run(settings, workers=args.workers or settings.web_workers, port=args.port)
+    return 0
+
+
 def cmd_scheduler(args: argparse.Namespace) -> int:
-    """The scheduled jobs alone (review-window release, expiry, push)."""
-    services = _long_running()
+    """The scheduled jobs alone (review-window release, expiry, push, retention)."""
     if args.once:
+        services = _services()
         for name, job, _ in scheduler.JOBS:
             print(f"{name}: {job(services)}")
         return 0
+    services = _long_running()
     jobs = scheduler.start(services)
     print("flagging: scheduler running", file=sys.stderr, flush=True)
     _wait_for_signal()
@@ -408,13 +425,33 @@ def cmd_gp_poll(args: argparse.Namespace) -> int:
 # messages / documents -----------------------------------------------------------------------
 
 
+def _when(value: str | None, name: str) -> datetime | None:
+    """An ISO 8601 date or time from the command line; without a zone it is UTC."""
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise CommandError(f"{name} must be an ISO 8601 date or time, not {value!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def cmd_messages_list(args: argparse.Namespace) -> int:
-    outcome = MessageOutcome(args.outcome) if args.outcome else None
+    search = messages_uc.MessageSearch(
+        sender=args.sender,
+        control_id=args.control_id,
+        nhs_number=args.nhs_number,
+        document_number=args.document,
+        outcome=MessageOutcome(args.outcome) if args.outcome else None,
+        since=_when(args.since, "--since"),
+        until=_when(args.until, "--until"),
+        open_only=args.open,
+    )
     with _services().db.transaction() as session:
         rows = [
             output.message(m)
-            for m in messages_uc.list_messages(
-                session, outcome=outcome, before_id=args.before, limit=args.limit
+            for m in messages_uc.search_messages(
+                session, search, before_id=args.before, limit=args.limit
             )
         ]
     output.table(
@@ -429,9 +466,24 @@ def cmd_messages_list(args: argparse.Namespace) -> int:
             "outcome",
             "ack_code",
             "error",
+            "resolution",
         ],
         args.json,
     )
+    return 0
+
+
+def cmd_messages_close(args: argparse.Namespace) -> int:
+    """Resolve or dismiss a quarantined or rejected message, with the reason."""
+    resolution = {"resolve": MessageResolution.RESOLVED, "dismiss": MessageResolution.DISMISSED}[
+        args.action
+    ]
+    by = args.by or f"{getpass.getuser()} (command line)"
+    with _services().db.transaction() as session:
+        messages_uc.close_message(
+            session, args.id, resolution, reason=args.reason, by=by, now=utcnow()
+        )
+    print(f"message {args.id} {resolution.value}")
     return 0
 
 
@@ -475,6 +527,32 @@ def cmd_messages_reprocess(args: argparse.Namespace) -> int:
     reply = services.handler.reprocess(args.id)
     print(f"message {args.id} reprocessed as message {reply.message_id}: {reply.code}")
     return 0 if reply.code == "AA" else 1
+
+
+def cmd_retention_run(args: argparse.Namespace) -> int:
+    """Delete the raw bytes of old messages (flagging/retention.py says what is kept)."""
+    services = _services()
+    days = services.settings.retention_days if args.days is None else args.days
+    if days <= 0:
+        raise CommandError(
+            "retention is off (FLAGGING_RETENTION_DAYS is 0: keep for ever); give --days N"
+        )
+    with progress.bar("messages examined") as bar:
+        report = retention.run_retention(
+            services.db.transaction,
+            utcnow(),
+            days,
+            dry_run=args.dry_run,
+            progress=lambda r, total: bar.update(r.examined, total),
+        )
+    verb = "would delete" if args.dry_run else "deleted"
+    print(
+        f"retention ({days} days, before {report.cutoff:%Y-%m-%d %H:%M} UTC): "
+        f"{report.examined} messages examined, {verb} the bytes of {report.deleted} "
+        f"({report.bytes_deleted} bytes); kept {report.kept_unacknowledged} whose document a "
+        f"practice has not acknowledged and {report.kept_open} open quarantine entries"
+    )
+    return 0
 
 
 def cmd_documents_list(args: argparse.Namespace) -> int:
@@ -646,14 +724,18 @@ def cmd_send(args: argparse.Namespace) -> int:
             raise CommandError(f"cannot load the TLS files: {exc}") from None
     failures = 0
     try:
-        with MLLPClient(args.host, args.port, timeout=args.timeout, ssl_context=context) as client:
+        with (
+            MLLPClient(args.host, args.port, timeout=args.timeout, ssl_context=context) as client,
+            progress.bar("messages sent", len(messages)) as bar,
+        ):
             for name, message in messages:
                 ack = client.send(message)
                 text = ack.decode("latin-1")
                 code = _ack_code(text)
                 failures += code not in ("AA", "CA")
-                print(f"# {name}: {code}")
-                print(text.replace("\r", "\n").rstrip("\n"))
+                bar.write(f"# {name}: {code}")
+                bar.write(text.replace("\r", "\n").rstrip("\n"))
+                bar.advance()
     except OSError as exc:
         raise CommandError(f"cannot talk to {args.host}:{args.port}: {exc}") from None
     return 1 if failures else 0
@@ -698,6 +780,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="load the demo trust, practice and examples into an empty database",
     )
+    web = command(sub, "web", cmd_web, "run the web app under gunicorn (production)")
+    web.add_argument("--workers", type=int, help="override FLAGGING_WEB_WORKERS")
+    web.add_argument("--port", type=int, help="override FLAGGING_HTTP_PORT (0: any free port)")
     mllp = command(sub, "mllp", cmd_mllp, "run the MLLP listener alone")
     mllp.add_argument("--port", type=int, help="override FLAGGING_MLLP_PORT (0: any free port)")
 
@@ -795,7 +880,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", type=int)
 
     messages = group("messages", "every message received, with its outcome")
-    p = command(messages, "list", cmd_messages_list, "list messages, newest first")
+    p = command(messages, "list", cmd_messages_list, "list and search messages, newest first")
+    p.add_argument("--sender", default="", help="MSH-4 (the sender's ODS code)")
+    p.add_argument("--control-id", default="", help="MSH-10")
+    p.add_argument("--nhs-number", default="", help="the patient's NHS number")
+    p.add_argument("--document", default="", help="document number (TXA-12 / OBR-3)")
+    p.add_argument("--since", help="received at or after (ISO 8601; UTC unless a zone is given)")
+    p.add_argument("--until", help="received before (ISO 8601)")
+    p.add_argument(
+        "--open", action="store_true", help="only quarantined or rejected ones not yet closed"
+    )
     p.add_argument("--outcome", choices=[o.value for o in MessageOutcome])
     p.add_argument("--before", type=int, help="only messages with a smaller id (next page)")
     p.add_argument("--limit", type=int, default=50)
@@ -815,10 +909,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--json", action="store_true")
+    for action, text in (
+        ("resolve", "close a quarantined or rejected message as fixed, with the reason"),
+        ("dismiss", "close a quarantined or rejected message as needing nothing, with the reason"),
+    ):
+        p = command(messages, action, cmd_messages_close, text)
+        p.add_argument("id", type=int)
+        p.add_argument("--reason", required=True, help="kept with the entry")
+        p.add_argument("--by", default="", help="who (default: the account running this)")
     p = command(
         messages, "reprocess", cmd_messages_reprocess, "run a quarantined or rejected message again"
     )
     p.add_argument("id", type=int)
+
+    kept = group("retention", "delete the raw bytes of old messages")
+    p = command(kept, "run", cmd_retention_run, "delete raw bytes older than the retention age")
+    p.add_argument("--dry-run", action="store_true", help="count what would go; delete nothing")
+    p.add_argument("--days", type=int, help="override FLAGGING_RETENTION_DAYS")
 
     documents = group("documents", "documents received")
     p = command(documents, "list", cmd_documents_list, "list documents, newest first")
@@ -901,7 +1008,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # (APScheduler, which logs every job run at INFO, is held at WARNING: our jobs log what
     # they did themselves.)
-    configure_logging("INFO" if args.command in ("serve", "mllp", "scheduler") else "WARNING")
+    configure_logging(
+        "INFO" if args.command in ("serve", "web", "mllp", "scheduler") else "WARNING"
+    )
     try:
         result: int = args.func(args)
     except (CommandError, ConfigError, FlaggingError, HL7Error) as exc:

@@ -175,6 +175,7 @@ def message(m: InboundMessage, *, full: bool = False) -> dict[str, Any]:
         "outcome": m.outcome,
         "ack_code": m.ack_code,
         "error": f"{m.error_code} {m.error_location} {m.error_text}".strip(),
+        "resolution": m.resolution,
     }
     if full:
         data.update(
@@ -183,6 +184,11 @@ def message(m: InboundMessage, *, full: bool = False) -> dict[str, Any]:
             content_hash=m.content_hash,
             duplicate_of=m.duplicate_of_id,
             reprocessed_as=m.reprocessed_as_id,
+            superseded_by=m.superseded_by_id,
+            resolution_reason=m.resolution_reason,
+            resolved_by=m.resolved_by,
+            resolved_at=m.resolved_at,
+            raw_deleted_at=m.raw_deleted_at,
             ack=(m.ack or b"").decode("latin-1").replace("\r", "\n"),
         )
     return data

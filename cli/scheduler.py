@@ -12,6 +12,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from api import itk
 from cli.wiring import Services
+from flagging import telemetry
+from flagging.retention import run_retention
 from flagging.visibility import release_lapsed
 from hl7.client import tls_context
 from hl7.push import PushSettings, push_due
@@ -26,6 +28,7 @@ def release_job(services: Services) -> int:
     with services.db.transaction() as session:
         released = release_lapsed(session, datetime.now(UTC))
     if released:
+        telemetry.released(released)
         log.info("released %d documents", released)
     return released
 
@@ -65,12 +68,25 @@ def mesh_tracking_job(services: Services) -> int:
     return mesh_channel.track(services.db, config) + mesh_channel.collect(services.db, config)
 
 
+def retention_job(services: Services) -> int:
+    """Delete the raw bytes of messages past FLAGGING_RETENTION_DAYS (off while it is 0)."""
+    days = services.settings.retention_days
+    if days <= 0:
+        return 0
+    report = run_retention(services.db.transaction, datetime.now(UTC), days)
+    if report.deleted:
+        log.info("retention: deleted the bytes of %d messages", report.deleted)
+    return report.deleted
+
+
 # (name, function, interval in seconds)
 JOBS: list[tuple[str, Callable[[Services], object], float]] = [
     ("release", release_job, 30.0),
     ("push", push_job, 5.0),
     ("mesh", mesh_job, 5.0),
     ("mesh-tracking", mesh_tracking_job, 60.0),
+    # Hourly: each run finds little to do, and a batch is a short transaction.
+    ("retention", retention_job, 3600.0),
 ]
 
 

@@ -10,9 +10,10 @@ import ipaddress
 import os
 import secrets
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 MIB = 1024 * 1024
 
@@ -85,6 +86,24 @@ class Settings:
     mesh_cert: str = ""
     mesh_key: str = ""
     mesh_ca_cert: str = ""
+    # Operations (README "Deploy"): gunicorn's workers and threads for `flagging web`.
+    web_workers: int = 2
+    web_threads: int = 4
+    # /metrics answers only a request bearing this token; empty (the default) closes it.
+    metrics_token: str = ""
+    # Where every process of this machine keeps its counters for /metrics to add up
+    # (prometheus_client's multiprocess mode); one folder per machine, shared by its processes.
+    metrics_dir: Path = Path("instance/metrics")
+    # Raw message bytes older than this many days are deleted by the retention job; 0 keeps
+    # them for ever (the default: a trust applies its own records retention schedule).
+    retention_days: int = 0
+    # Alert rules (dashboard and /metrics): a sender silent for longer than this many times
+    # its usual gap during working hours; push failing for longer than these minutes; the
+    # quarantine grown by this many messages in the last hour.
+    alert_silence_factor: float = 3.0
+    alert_working_hours: tuple[int, int] = (8, 18)
+    alert_push_failing_minutes: int = 30
+    alert_quarantine_growth: int = 10
 
     @property
     def is_production(self) -> bool:
@@ -301,7 +320,49 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         mesh_cert=mesh["cert"],
         mesh_key=mesh["key"],
         mesh_ca_cert=mesh["ca_cert"],
+        **_operations(get, instance),
     )
+
+
+def _operations(get: Callable[[str, str], str], instance: Path) -> dict[str, Any]:
+    """The settings of running the service: processes, metrics, retention and alert rules."""
+    positive = {
+        "FLAGGING_WEB_WORKERS": _int(get("FLAGGING_WEB_WORKERS", "2"), "FLAGGING_WEB_WORKERS"),
+        "FLAGGING_WEB_THREADS": _int(get("FLAGGING_WEB_THREADS", "4"), "FLAGGING_WEB_THREADS"),
+    }
+    for name, value in positive.items():
+        if value < 1:
+            raise ConfigError(f"{name} must be at least 1")
+    retention = _int(get("FLAGGING_RETENTION_DAYS", "0"), "FLAGGING_RETENTION_DAYS")
+    if retention < 0:
+        raise ConfigError("FLAGGING_RETENTION_DAYS must be 0 (keep for ever) or more")
+    hours = get("FLAGGING_ALERT_WORKING_HOURS", "8-18")
+    try:
+        start, end = (int(h) for h in hours.split("-"))
+    except ValueError:
+        raise ConfigError(
+            f"FLAGGING_ALERT_WORKING_HOURS must be two hours like 8-18, not {hours!r}"
+        ) from None
+    if not 0 <= start < end <= 24:
+        raise ConfigError(f"FLAGGING_ALERT_WORKING_HOURS {hours!r} is not a span of a day")
+    metrics_dir = get("FLAGGING_METRICS_DIR", "")
+    return {
+        "web_workers": positive["FLAGGING_WEB_WORKERS"],
+        "web_threads": positive["FLAGGING_WEB_THREADS"],
+        "metrics_token": get("FLAGGING_METRICS_TOKEN", ""),
+        "metrics_dir": Path(metrics_dir).resolve() if metrics_dir else instance / "metrics",
+        "retention_days": retention,
+        "alert_silence_factor": _float(
+            get("FLAGGING_ALERT_SILENCE_FACTOR", "3"), "FLAGGING_ALERT_SILENCE_FACTOR"
+        ),
+        "alert_working_hours": (start, end),
+        "alert_push_failing_minutes": _int(
+            get("FLAGGING_ALERT_PUSH_FAILING_MINUTES", "30"), "FLAGGING_ALERT_PUSH_FAILING_MINUTES"
+        ),
+        "alert_quarantine_growth": _int(
+            get("FLAGGING_ALERT_QUARANTINE_GROWTH", "10"), "FLAGGING_ALERT_QUARANTINE_GROWTH"
+        ),
+    }
 
 
 def _instance_secret(instance: Path) -> str:

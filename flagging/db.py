@@ -8,7 +8,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -361,9 +361,32 @@ def run_batch(
     the transaction itself (the commit, the connection) failed: then nothing was stored."""
     outcomes: list[tuple[T | None, BaseException | None]] = []
     with db.writer() as raw:
+        _lock_practices(raw, works)
         for work in works:
             outcomes.append(_one(raw, work, integrity_error))
     return outcomes
+
+
+def _lock_practices(raw: Raw, works: Sequence[object]) -> None:
+    """On PostgreSQL, lock the feeds of every practice the batch will number events for, in
+    one order (by id), before any unit runs.
+
+    Each unit locks its practice's row to number the next feed event, and the lock is held
+    until the batch commits. Without this, two listener processes whose batches hold messages
+    for practices A and B in opposite orders deadlock; PostgreSQL breaks that after
+    deadlock_timeout by failing one unit, whose sender is then answered AR. Units name their
+    practices with a `practice_codes` attribute (hl7.inbound's unit does). SQLite has one
+    writer at a time, and a batch of one practice cannot wait on another: nothing to order."""
+    if not raw.postgres:
+        return
+    codes = sorted({code for work in works for code in getattr(work, "practice_codes", ())})
+    if len(codes) < 2:
+        return
+    names = ", ".join(f":c{i}" for i in range(len(codes)))
+    raw.execute(
+        f"SELECT id FROM practices WHERE ods_code IN ({names}) ORDER BY id FOR UPDATE",  # noqa: S608 - only placeholders are interpolated
+        {f"c{i}": code for i, code in enumerate(codes)},
+    )
 
 
 def _one(

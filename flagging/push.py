@@ -17,7 +17,7 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from flagging.gp import Annotation, flag_for, original_message
@@ -135,7 +135,14 @@ def delivered(session: Session, target: PushTarget, seq: int, now: datetime) -> 
     result = session.execute(
         update(Practice)
         .where(Practice.id == target.practice_id, Practice.push_seq == seq - 1)
-        .values(push_seq=seq, push_failures=0, push_error="", push_retry_at=now + LEASE)
+        .values(
+            push_seq=seq,
+            push_failures=0,
+            push_error="",
+            push_retry_at=now + LEASE,
+            push_delivered_at=now,
+            push_failing_since=None,
+        )
         .returning(Practice.id)
     ).first()
     return result is not None
@@ -165,6 +172,10 @@ def failed(session: Session, target: PushTarget, seq: int, error: str, now: date
             push_failures=Practice.push_failures + 1,
             push_error=message[:ERROR_LENGTH],
             push_retry_at=retry_at,
+            # The first failure since the last delivery: how long it has been failing.
+            push_failing_since=func.coalesce(
+                Practice.push_failing_since, literal(now, Practice.push_failing_since.type)
+            ),
         )
     )
     return retry_at

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from sqlalchemy.exc import SQLAlchemyError
 
 from config import Settings
-from flagging import audit, memory
+from flagging import audit, memory, telemetry
 from flagging.bindings import Peer, is_refusal, known_verdict, may_send, refusal
 from flagging.db import Database, GroupCommit, write_probe
 from flagging.errors import Conflict, NotFound
@@ -62,6 +62,9 @@ class Reply:
     code: str
     ack: bytes
     message_id: int | None = None
+    # For the metrics: what was recorded, and the registered sender's MSH-4 ('' if none).
+    outcome: str = ""
+    sender: str = ""
 
 
 @dataclass(frozen=True)
@@ -183,16 +186,20 @@ class MessageHandler:
         `connection` is the MLLP connection it came on: MSH-4 must name a sender bound to it
         (flagging/bindings.py).
         """
+        started = time.perf_counter()
         try:
             reading = _read(raw, self.settings)
             if connection is not None:
                 self._check_binding(reading, connection)
-            return self._handle(raw, reading, transport, peer, sender_id=sender_id)
+            reply = self._handle(raw, reading, transport, peer, sender_id=sender_id)
         except Exception as exc:  # the last line of defence: answer, never drop
             return self._unexpected(raw, exc, transport, peer)
+        _count(reply, transport, started)
+        return reply
 
     def handle_oversize(self, head: bytes, size: int, *, transport: str, peer: str = "") -> Reply:
         """Answer AR to a message over the size limit; its first bytes are kept as evidence."""
+        started = time.perf_counter()
         try:
             reading = _read_header_only(head)
             reading.rejection = rejected(
@@ -201,9 +208,11 @@ class MessageHandler:
                 f"{self.settings.max_message_bytes} bytes; only its first {len(head)} bytes "
                 "were kept",
             )
-            return self._handle(head, reading, transport, peer, size=size)
+            reply = self._handle(head, reading, transport, peer, size=size)
         except Exception as exc:
             return self._unexpected(head, exc, transport, peer)
+        _count(reply, transport, started)
+        return reply
 
     def record_truncated(self, head: bytes, size: int, *, transport: str, peer: str = "") -> None:
         """Keep a frame the sender abandoned by starting another: it gets no answer (the
@@ -400,7 +409,7 @@ class MessageHandler:
                     message_id=message_id,
                     registered=False,
                 )
-            return replace(reply, message_id=message_id)
+            return replace(reply, message_id=message_id, outcome=MessageOutcome.REJECTED.value)
         except (SQLAlchemyError, self._dbapi_error):
             self._throttle.error("record", "failed message could not be recorded either")
             return reply
@@ -429,6 +438,13 @@ class _Store:
     replaces: int | None
     authenticated_sender: int | None
     reprocessed_by: str = ""  # who asked for a reprocess (the audit trail's actor)
+
+    @property
+    def practice_codes(self) -> set[str]:
+        """The practices whose feeds this message may add to (flagging.db._lock_practices)."""
+        if self.reading.rejection is not None or not self.reading.documents:
+            return set()
+        return {doc.practice_ods_code for doc in self.reading.documents if doc.practice_ods_code}
 
     def __call__(self, raw: Raw) -> Reply:
         receipt, reading, size, replaces = self.receipt, self.reading, self.size, self.replaces
@@ -469,10 +485,17 @@ class _Store:
                     "MSH^1^10",
                 )
         sender_id = sender.id if sender else None
+        label = header.sending_facility.upper() if sender and header else ""
         if rejection is not None:
             code = rejection.ack_code
             reply = identity.reply(header, code, rejection, reading.charset)
             outcome = MessageOutcome.QUARANTINED if code == "AE" else MessageOutcome.REJECTED
+            if replaces is not None:
+                # A reprocess that failed again: the entry it came from says why, now; no
+                # second entry for the same bytes.
+                _record_refusal_again(raw, replaces, outcome, reply, rejection, sender_id)
+                _audit_reprocess(raw, replaces, replaces, self.reprocessed_by, code)
+                return replace(reply, message_id=replaces, outcome=outcome.value, sender=label)
             message_id = record_message(
                 raw,
                 receipt,
@@ -491,9 +514,7 @@ class _Store:
                 message_id=message_id,
                 registered=sender is not None,
             )
-            if replaces is not None:  # still not accepted: the attempt is audited all the same
-                _audit_reprocess(raw, replaces, message_id, self.reprocessed_by, code)
-            return replace(reply, message_id=message_id)
+            return replace(reply, message_id=message_id, outcome=outcome.value, sender=label)
         if previous is not None:
             # A resend: the same answer as the first time, nothing processed again.
             ack = previous.ack or identity.reply(header, "AA", None, reading.charset).ack
@@ -515,7 +536,7 @@ class _Store:
                 message_id=message_id,
                 registered=True,
             )
-            return Reply("AA", ack, message_id)
+            return Reply("AA", ack, message_id, MessageOutcome.DUPLICATE.value, label)
         assert reading.documents is not None
         message_id = record_message(
             raw,
@@ -548,7 +569,65 @@ class _Store:
             documents=reading.documents,
             document_ids=document_ids,
         )
-        return Reply("AA", reading.accept_ack, message_id)
+        if replaces is None:
+            _supersede(raw, sender_id, receipt.control_id, message_id)
+        return Reply("AA", reading.accept_ack, message_id, MessageOutcome.ACCEPTED.value, label)
+
+
+def _count(reply: Reply, transport: str, started: float) -> None:
+    """Count the answer for /metrics; never a reason for a message to fail."""
+    try:
+        telemetry.message_answered(
+            reply.sender, reply.outcome, transport, time.perf_counter() - started
+        )
+    except Exception:  # a full disk under the metrics folder must not cost an ACK
+        log.warning("metrics not updated", exc_info=True)
+
+
+_RECORD_AGAIN = (
+    "UPDATE inbound_messages SET outcome = :outcome, ack_code = :ack_code, ack = :ack,"
+    " error_code = :error_code, error_location = :error_location, error_text = :error_text,"
+    " sender_id = COALESCE(:sender_id, sender_id) WHERE id = :id"
+)
+# The quarantined entries a corrected message replaces: the same sender and MSH-10, still open.
+# Only quarantined rows are in the partial index this reads, so accepted messages pay one
+# lookup in a small index, never a scan.
+_SUPERSEDE = (
+    "UPDATE inbound_messages SET resolution = 'superseded', superseded_by_id = :by"
+    " WHERE sender_id = :sender AND control_id = :control AND outcome = 'quarantined'"
+    " AND resolution = ''"
+)
+
+
+def _record_refusal_again(
+    raw: Raw,
+    message_id: int,
+    outcome: MessageOutcome,
+    reply: Reply,
+    rejection: MessageRejected,
+    sender_id: int | None,
+) -> None:
+    problem = rejection.problem
+    raw.execute(
+        _RECORD_AGAIN,
+        {
+            "id": message_id,
+            "outcome": outcome.value,
+            "ack_code": reply.code,
+            "ack": reply.ack,
+            "error_code": problem.code,
+            "error_location": problem.location[:40],
+            "error_text": problem.text,
+            "sender_id": sender_id,
+        },
+    )
+
+
+def _supersede(raw: Raw, sender_id: int | None, control_id: str, message_id: int) -> None:
+    """A corrected resend (an accepted message with the MSH-10 of a quarantined one) closes
+    the quarantined entry as superseded by it."""
+    if sender_id is not None and control_id:
+        raw.execute(_SUPERSEDE, {"by": message_id, "sender": sender_id, "control": control_id})
 
 
 def _receipt(raw: bytes, header: Header | None, transport: str, peer: str) -> Receipt:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from flagging import push
+from flagging import push, telemetry
 from flagging.db import Database
 from hl7 import er7
 from hl7.annotate import annotate
@@ -128,6 +128,7 @@ def _failed(
 ) -> None:
     with db.transaction() as session:
         retry_at = push.failed(session, target, seq, error, clock())
+    telemetry.push_failed(target.ods_code)
     # No patient data here: the error text comes from the network or the receiver's ACK.
     log.warning(
         "push to %s failed at event %d, retry at %s: %s",

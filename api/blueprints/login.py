@@ -10,7 +10,7 @@ from werkzeug.wrappers import Response
 from api.auth import check_csrf, safe_next, sign_in, sign_out, signed_in
 from api.context import database, settings
 from api.pages import html_pages
-from flagging import audit
+from flagging import audit, telemetry
 from flagging.users import authenticate, find_user
 
 bp = Blueprint("login", __name__)
@@ -59,6 +59,7 @@ def login() -> Response | tuple[str, int] | str:
             detail={"peer": request.remote_addr or ""},
         )
     if result.user is None:
+        telemetry.sign_in_failed()
         page = render_template(
             "login.html", next=target or "", username=username, error=result.refusal
         )

@@ -5,7 +5,7 @@ from flagging.models.base import Base, metadata
 from flagging.models.documents import Document, DocumentStatus, DocumentVersion, VersionChange
 from flagging.models.feed import EventType, FeedEvent, GPToken, GPTokenPractice
 from flagging.models.mesh import MeshChannel, MeshInbound, MeshMessage
-from flagging.models.messages import InboundMessage, MessageOutcome
+from flagging.models.messages import InboundMessage, MessageOutcome, MessageResolution
 from flagging.models.organisations import (
     Practice,
     ReviewWindow,
@@ -45,6 +45,7 @@ __all__ = [
     "MeshInbound",
     "MeshMessage",
     "MessageOutcome",
+    "MessageResolution",
     "Practice",
     "Reason",
     "ReviewWindow",

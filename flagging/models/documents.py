@@ -115,6 +115,8 @@ class DocumentVersion(Base):
         UniqueConstraint("document_id", "version"),
         # Finds the thread of an incoming TXA-12 / TXA-13 / OBR-3.
         Index("ix_document_versions_sender_number", "sender_id", "document_number"),
+        # The versions a message carried: retention checks them before deleting its bytes.
+        Index("ix_document_versions_message_id", "message_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from flagging.models.base import Base, UTCDateTime
@@ -21,6 +21,14 @@ class MessageOutcome(enum.StrEnum):
     TRUNCATED = "truncated frame"
 
 
+class MessageResolution(enum.StrEnum):
+    """How a quarantined or rejected entry left the operators' list (empty: still open)."""
+
+    RESOLVED = "resolved"  # fixed elsewhere (a reprocess, a correction by hand), with a reason
+    DISMISSED = "dismissed"  # nothing to do (a test message, sent in error), with a reason
+    SUPERSEDED = "superseded"  # the sender sent a corrected message that was accepted
+
+
 class InboundMessage(Base):
     __tablename__ = "inbound_messages"
     __table_args__ = (
@@ -28,13 +36,23 @@ class InboundMessage(Base):
         # receipts leave `control_key` NULL, which both databases treat as distinct.
         Index("uq_inbound_messages_sender_control_key", "sender_id", "control_key", unique=True),
         Index("ix_inbound_messages_outcome_id", "outcome", "id"),
+        # A corrected resend finds the quarantined entry it supersedes (hl7/inbound.py):
+        # partial, so accepted messages, nearly all of them, cost ingest no entry here.
+        Index(
+            "ix_inbound_messages_quarantine",
+            "sender_id",
+            "control_id",
+            sqlite_where=text("outcome = 'quarantined'"),
+            postgresql_where=text("outcome = 'quarantined'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
     transport: Mapped[str] = mapped_column(String(10))  # mllp | http | reprocess
     peer: Mapped[str] = mapped_column(String(100), default="")
-    # Exactly as received. NULL only for a duplicate, whose bytes are those of `duplicate_of`.
+    # Exactly as received. NULL for a duplicate, whose bytes are those of `duplicate_of`, and
+    # once the retention job deleted them (`raw_deleted_at`).
     raw: Mapped[bytes | None] = mapped_column(LargeBinary)
     size: Mapped[int]
     content_hash: Mapped[str] = mapped_column(String(64))
@@ -54,3 +72,13 @@ class InboundMessage(Base):
     duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_messages.id"))
     # Set on a quarantined or rejected message once a reprocess has accepted it.
     reprocessed_as_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_messages.id"))
+    # How an operator closed a quarantined or rejected entry (MessageResolution), why and who;
+    # a later message from the same sender that fixed it, for a superseded one.
+    # (Server defaults: ingest inserts receipts with plain SQL that does not name these.)
+    resolution: Mapped[str] = mapped_column(String(12), default="", server_default="")
+    resolution_reason: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resolved_by: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    superseded_by_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_messages.id"))
+    # When the retention job deleted `raw` (the receipt, its outcome and the ACK stay).
+    raw_deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -98,4 +98,8 @@ class Practice(Base):
     push_failures: Mapped[int] = mapped_column(Integer, default=0)
     push_error: Mapped[str] = mapped_column(String(500), default="")
     push_retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # For the operators' alerts: the last acknowledged delivery, and since when the push has
+    # been failing without one (NULL while it works).
+    push_delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    push_failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

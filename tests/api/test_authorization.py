@@ -34,7 +34,8 @@ from tests.gp_helpers import OTHER_PRACTICE, add_practice, document_id, send
 
 TRUST_B = "RB2"
 CLINICIAN_B = "robin.blue"
-PUBLIC, SIGNED_IN, CLINICIAN, ADMIN, GP, SENDER = (
+NOBODY, PUBLIC, SIGNED_IN, CLINICIAN, ADMIN, GP, SENDER = (
+    "nobody",  # closed unless the operator opens it (a setting), as in these tests
     "public",
     "signed-in",
     "clinician",
@@ -85,6 +86,8 @@ class Door:
     def may_pass(self, identity: Identity, owner: str | None) -> bool:
         if self.audience == PUBLIC:
             return True
+        if self.audience == NOBODY:
+            return False
         audiences = {CLINICIAN, ADMIN} if self.audience == SIGNED_IN else {self.audience}
         if identity.kind not in audiences:
             return False
@@ -141,6 +144,9 @@ DOORS: dict[tuple[str, str], Door] = {
     ("/login", "POST"): Door(PUBLIC, _same("/login"), passed=frozenset({302, 400})),
     ("/healthz", "GET"): Door(PUBLIC, _same("/healthz")),
     ("/readyz", "GET"): Door(PUBLIC, _same("/readyz")),
+    # Only with FLAGGING_METRICS_TOKEN set (tests/api/test_metrics.py); these settings leave it
+    # closed to everyone.
+    ("/metrics", "GET"): Door(NOBODY, _same("/metrics")),
     ("/static/<path:filename>", "GET"): Door(PUBLIC, _same("/static/flagging.css")),
     ("/gp/v1/openapi.json", "GET"): Door(PUBLIC, _same("/gp/v1/openapi.json")),
     # Any signed-in person.
@@ -236,6 +242,17 @@ DOORS: dict[tuple[str, str], Door] = {
         ADMIN, _same(f"/admin/audit/subject-access?patient={samples.NHS_NUMBERS[0]}")
     ),
     ("/admin/unroutable", "GET"): Door(ADMIN, _same("/admin/unroutable")),
+    ("/admin/dashboard", "GET"): Door(ADMIN, _same("/admin/dashboard")),
+    ("/admin/search", "GET"): Door(ADMIN, _same("/admin/search")),
+    ("/admin/search/messages/<int:message_id>", "GET"): Door(
+        ADMIN, lambda w, o: Knock(f"/admin/search/messages/{w.message_id}")
+    ),
+    ("/admin/search/messages/<int:message_id>/close", "POST"): Door(
+        ADMIN,
+        lambda w, o: Knock(f"/admin/search/messages/{w.message_id}/close", form={}),
+        (),
+        PAGE_POST,
+    ),
     ("/admin/documents/<int:document_id>/route", "POST"): Door(
         ADMIN,
         lambda w, o: Knock(f"/admin/documents/{w.document[A]}/route", form={}),

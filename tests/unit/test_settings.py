@@ -83,6 +83,15 @@ def test_every_flagging_variable_is_mapped(tmp_path: Path) -> None:
             "FLAGGING_APPLICATION_NAME": "FLAGS",
             "FLAGGING_FACILITY_NAME": "RXX-FLAGS",
             "FLAGGING_LOG_LEVEL": "debug",
+            "FLAGGING_WEB_WORKERS": "5",
+            "FLAGGING_WEB_THREADS": "8",
+            "FLAGGING_METRICS_TOKEN": "scrape-me",
+            "FLAGGING_METRICS_DIR": str(tmp_path / "prom"),
+            "FLAGGING_RETENTION_DAYS": "2920",
+            "FLAGGING_ALERT_SILENCE_FACTOR": "4.5",
+            "FLAGGING_ALERT_WORKING_HOURS": "7-19",
+            "FLAGGING_ALERT_PUSH_FAILING_MINUTES": "15",
+            "FLAGGING_ALERT_QUARANTINE_GROWTH": "3",
         }
     )
 
@@ -113,6 +122,15 @@ def test_every_flagging_variable_is_mapped(tmp_path: Path) -> None:
         application_name="FLAGS",
         facility_name="RXX-FLAGS",
         log_level="DEBUG",
+        web_workers=5,
+        web_threads=8,
+        metrics_token="scrape-me",
+        metrics_dir=(tmp_path / "prom").resolve(),
+        retention_days=2920,
+        alert_silence_factor=4.5,
+        alert_working_hours=(7, 19),
+        alert_push_failing_minutes=15,
+        alert_quarantine_growth=3,
     )
     assert settings.is_production
     assert not settings.is_sqlite
@@ -171,6 +189,10 @@ def test_unknown_environment_name_is_refused(base: dict[str, str]) -> None:
         ("FLAGGING_MLLP_MAX_CONNECTIONS", "many"),
         ("FLAGGING_MLLP_IDLE_TIMEOUT", "5 minutes"),
         ("FLAGGING_MAX_MESSAGE_BYTES", "16MiB"),
+        ("FLAGGING_WEB_WORKERS", "0"),
+        ("FLAGGING_RETENTION_DAYS", "-1"),
+        ("FLAGGING_ALERT_WORKING_HOURS", "18-8"),
+        ("FLAGGING_ALERT_WORKING_HOURS", "office hours"),
     ],
 )
 def test_a_number_that_does_not_read_as_one_is_refused_naming_the_variable(
