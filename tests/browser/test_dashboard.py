@@ -1,5 +1,6 @@
 """An administrator's dashboard in a real browser: the charts drawn on the server, the alerts
-panel, and no accessibility violation that axe-core finds. Also makes the README's screenshot."""
+panel, and no accessibility violation that axe-core finds. Its screenshot is the README's (see
+the `screenshots` fixture)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,6 @@ from flagging.db import Database
 from flagging.models import Document, InboundMessage, Practice
 from hl7.inbound import MessageHandler
 from tests import accounts, samples
-
-SCREENSHOTS = Path(__file__).resolve().parent.parent.parent / "docs" / "screenshots"
 
 
 def _busy_day(db: Database, handler: MessageHandler) -> None:
@@ -52,7 +51,7 @@ def _busy_day(db: Database, handler: MessageHandler) -> None:
 
 
 def test_the_dashboard_draws_its_charts_shows_alerts_and_passes_axe(
-    page: Page, db: Database, handler: MessageHandler
+    page: Page, db: Database, handler: MessageHandler, screenshots: Path
 ) -> None:
     _busy_day(db, handler)
     page.goto("/admin/dashboard")
@@ -79,7 +78,6 @@ def test_the_dashboard_draws_its_charts_shows_alerts_and_passes_axe(
     # No script from elsewhere: every script the page loads is our own, if any.
     assert page.locator("script[src^='http']").count() == 0
 
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
+    page.screenshot(path=str(screenshots / "dashboard.png"), full_page=True)
     results = Axe().run(page)
     assert results.violations_count == 0, results.generate_report()
