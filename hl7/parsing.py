@@ -17,6 +17,7 @@ from flagging import nhs_number
 from flagging.inbound import DocumentInput, Patient
 from flagging.models import Reason, VersionChange, Visibility
 from flagging.visibility import SYSTEM, Actor, SourceFlag
+from flagging.vocabulary import DOCUMENT_TYPES
 from hl7.er7 import Message, Segment, Separators, unescape
 from hl7.errors import content_error, rejected
 
@@ -52,23 +53,6 @@ _MIME_MAJOR = {
     "AU": "audio",
     "AUDIO": "audio",
     "MULTIPART": "multipart",
-}
-# Table 0270 document type, for a readable title when TXA-25 is empty.
-DOCUMENT_TYPES = {
-    "AR": "Autopsy report",
-    "CD": "Cardiodiagnostics",
-    "CN": "Consultation",
-    "DI": "Diagnostic imaging",
-    "DS": "Discharge summary",
-    "ED": "Emergency department report",
-    "HP": "History and physical examination",
-    "OP": "Operative report",
-    "PC": "Psychiatric consultation",
-    "PH": "Psychiatric history and physical examination",
-    "PN": "Procedure note",
-    "PR": "Progress note",
-    "SP": "Surgical pathology",
-    "TS": "Transfer summary",
 }
 TEXT_PLAIN = "text/plain; charset=utf-8"
 
@@ -423,7 +407,7 @@ def _read_mdm(message: Message, header: Header) -> DocumentInput:
         document_type=type_code,
         title=message.unescape(txa.field(25).strip())
         or type_text
-        or DOCUMENT_TYPES.get(type_code, type_code),
+        or DOCUMENT_TYPES.get(type_code, type_code),  # a readable title when TXA-25 is empty
         author_code=author_code or provider_code,
         author_name=author_name or provider_name,
         provider=provider_name or provider_code,
