@@ -213,12 +213,15 @@ class MLLPListener:
         finally:
             with self._lock:
                 self._connections.discard(conn)
-                self._threads.discard(threading.current_thread())
             conn.close()
             self._slots.give_back(addr[0], reserved)
             pending = decoder.pending()
             if pending is not None and pending.size:
                 self._truncated(pending, peer)
+            # Last: `stop()` waits for the threads in this set, so a frame the connection left
+            # unfinished is recorded before the listener counts as stopped.
+            with self._lock:
+                self._threads.discard(threading.current_thread())
 
     def _converse(
         self, conn: socket.socket, peer: str, decoder: FrameDecoder, identity: Peer
