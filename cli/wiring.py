@@ -19,7 +19,7 @@ from flagging.bindings import bound_networks
 from flagging.db import Database
 from flagging.gp import Annotation
 from hl7.annotate import annotate
-from hl7.inbound import MessageHandler
+from hl7.handler import MessageHandler
 from hl7.inspect import inspect
 from hl7.listener import MLLPListener
 

@@ -32,8 +32,8 @@ from sqlalchemy.orm import Session
 from flagging.models import Document
 from flagging.rawsql import Raw
 
-if TYPE_CHECKING:  # flagging.inbound -> visibility -> audit: types only, no cycle at run time
-    from flagging.inbound import DocumentInput, Receipt
+if TYPE_CHECKING:  # flagging.received -> visibility -> audit: types only, no cycle at run time
+    from flagging.received import DocumentInput, Receipt
 
 GENESIS = "0" * 64  # the `prev_hash` of entry 1
 

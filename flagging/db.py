@@ -375,7 +375,7 @@ def _lock_practices(raw: Raw, works: Sequence[object]) -> None:
     until the batch commits. Without this, two listener processes whose batches hold messages
     for practices A and B in opposite orders deadlock; PostgreSQL breaks that after
     deadlock_timeout by failing one unit, whose sender is then answered AR. Units name their
-    practices with a `practice_codes` attribute (hl7.inbound's unit does). SQLite has one
+    practices with a `practice_codes` attribute (hl7.handler's unit does). SQLite has one
     writer at a time, and a batch of one practice cannot wait on another: nothing to order."""
     if not raw.postgres:
         return

@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flagging.feed import append_event, event_for_new_version
-from flagging.inbound import DocumentInput, Problem, Receipt
 from flagging.models import (
     DocumentStatus,
     MessageOutcome,
@@ -26,6 +25,7 @@ from flagging.models import (
 )
 from flagging.organisations import UNKNOWN_PRACTICE, SenderPolicy
 from flagging.rawsql import Raw
+from flagging.received import DocumentInput, Problem, Receipt
 from flagging.screening import Hit, active_rules, cached_rules
 from flagging.visibility import Initial, Previous, SourceFlag, initial_visibility
 

@@ -14,8 +14,8 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from flagging import nhs_number
-from flagging.inbound import DocumentInput, Patient
 from flagging.models import Reason, VersionChange, Visibility
+from flagging.received import DocumentInput, Patient
 from flagging.visibility import SYSTEM, Actor, SourceFlag
 from flagging.vocabulary import DOCUMENT_TYPES
 from hl7.er7 import Message, Segment, Separators, unescape

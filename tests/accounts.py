@@ -10,7 +10,7 @@ from sqlalchemy import select
 from flagging import organisations, users
 from flagging.db import Database
 from flagging.models import Document
-from hl7.inbound import MessageHandler
+from hl7.handler import MessageHandler
 from tests import samples
 
 PASSWORD = "correct horse battery staple"

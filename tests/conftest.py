@@ -22,7 +22,7 @@ from flagging import organisations, passwords
 from flagging.db import Database
 from flagging.migrate import upgrade
 from flagging.models import metadata
-from hl7.inbound import MessageHandler
+from hl7.handler import MessageHandler
 from hl7.listener import MLLPListener
 from tests import samples
 

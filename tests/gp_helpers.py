@@ -10,7 +10,7 @@ from flagging import gp, organisations
 from flagging.db import Database
 from flagging.models import Document, FeedEvent, Practice, Visibility
 from flagging.visibility import Actor, decide_visibility
-from hl7.inbound import MessageHandler
+from hl7.handler import MessageHandler
 
 OTHER_PRACTICE = "B82002"
 CLINICIAN = Actor(code="C1234567", name="Dr Sam Grey")

@@ -8,7 +8,7 @@ from flask.testing import FlaskClient
 
 from flagging.db import Database
 from flagging.models import InboundMessage
-from hl7.inbound import MessageHandler
+from hl7.handler import MessageHandler
 from tests import accounts, samples
 
 

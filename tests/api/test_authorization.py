@@ -28,7 +28,7 @@ from werkzeug.test import TestResponse
 from flagging import gp, organisations, screening
 from flagging.db import Database
 from flagging.models import Decision, InboundMessage, Practice
-from hl7.inbound import MessageHandler
+from hl7.handler import MessageHandler
 from tests import accounts, samples
 from tests.gp_helpers import OTHER_PRACTICE, add_practice, document_id, send
 

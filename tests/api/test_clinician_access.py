@@ -13,7 +13,7 @@ from cli.wiring import Services, web_app
 from config import Settings
 from flagging import users
 from flagging.db import Database
-from hl7.inbound import MessageHandler
+from hl7.handler import MessageHandler
 from tests import accounts
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from flagging import organisations, screening
 from flagging.db import Database
 from flagging.models import Decision, Document
-from hl7.inbound import MessageHandler
+from hl7.handler import MessageHandler
 from tests import accounts, samples
 
 

@@ -13,7 +13,7 @@ from flagging import organisations
 from flagging.db import Database
 from flagging.models import Decision, Document
 from flagging.models.base import utcnow
-from hl7.inbound import MessageHandler
+from hl7.handler import MessageHandler
 from tests import accounts, samples
 
 URL = "/hospital/v1/documents/RXX/DOC-1/decision"

@@ -16,7 +16,7 @@ from cli.wiring import Services, web_app
 from config import Settings
 from flagging.db import Database
 from flagging.models import Document, Practice
-from hl7.inbound import MessageHandler
+from hl7.handler import MessageHandler
 from tests import samples
 
 TOKEN = "metrics-token-for-tests"

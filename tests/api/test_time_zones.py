@@ -14,7 +14,7 @@ from sqlalchemy import select
 from flagging.db import Database
 from flagging.models import Document, Visibility
 from flagging.visibility import initial_visibility, release_lapsed
-from hl7.inbound import MessageHandler
+from hl7.handler import MessageHandler
 from hl7.parsing import parse_datetime
 from tests import accounts, samples
 

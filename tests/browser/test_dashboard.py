@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 
 from flagging.db import Database
 from flagging.models import Document, InboundMessage, Practice
-from hl7.inbound import MessageHandler
+from hl7.handler import MessageHandler
 from tests import accounts, samples
 
 

@@ -21,7 +21,7 @@ from config import Settings
 from flagging.db import Database
 from flagging.models import Document, DocumentVersion, Practice
 from hl7.client import MLLPClient
-from hl7.inbound import MessageHandler
+from hl7.handler import MessageHandler
 from hl7.listener import MLLPListener
 from tests import accounts, samples
 from tests.gp_helpers import OTHER_PRACTICE, add_practice, feed_table, token_for

@@ -20,7 +20,7 @@ from config import Settings
 from flagging.db import Database
 from flagging.models import Visibility
 from hl7 import er7
-from hl7.inbound import MessageHandler
+from hl7.handler import MessageHandler
 from tests import samples
 from tests.gp_helpers import decide, document_id, feed_table, send, token_for
 

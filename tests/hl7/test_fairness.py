@@ -15,7 +15,7 @@ from flagging.bindings import set_bindings
 from flagging.db import Database
 from flagging.models import InboundMessage, MessageOutcome, Sender
 from hl7.client import MLLPClient
-from hl7.inbound import MessageHandler
+from hl7.handler import MessageHandler
 from hl7.listener import MLLPListener
 from tests import samples
 

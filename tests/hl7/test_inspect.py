@@ -11,7 +11,7 @@ from cli.main import main
 from config import Settings
 from flagging.db import Database
 from hl7 import inspect
-from hl7.inbound import MessageHandler
+from hl7.handler import MessageHandler
 from tests import samples
 
 pytestmark = pytest.mark.skipif(

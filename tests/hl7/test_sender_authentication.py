@@ -26,7 +26,7 @@ from flagging.models import Document, DocumentVersion, FeedEvent, InboundMessage
 from flagging.rawsql import Raw
 from flagging.visibility import Actor, decide_visibility
 from hl7.client import MLLPClient
-from hl7.inbound import MessageHandler, Reply
+from hl7.handler import MessageHandler, Reply
 from hl7.listener import MLLPListener
 from tests import samples
 from tests.pki import CertificateAuthority, Issued

@@ -13,7 +13,7 @@ from cli.main import CommandError, _check_mllp_exposure, main
 from config import Settings
 from flagging import bindings, organisations
 from flagging.db import Database
-from hl7.inbound import MessageHandler
+from hl7.handler import MessageHandler
 from hl7.listener import MLLPListener
 from tests import samples
 from tests.pki import CertificateAuthority

@@ -15,7 +15,7 @@ from cli.main import main
 from cli.wiring import Services, web_app
 from config import Settings
 from flagging.db import Database
-from hl7.inbound import MessageHandler
+from hl7.handler import MessageHandler
 from tests import samples
 from tests.gp_helpers import send
 

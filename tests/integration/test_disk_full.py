@@ -25,8 +25,8 @@ from flagging import organisations
 from flagging.db import Database
 from flagging.migrate import upgrade
 from flagging.models import InboundMessage, MessageOutcome
-from hl7 import inbound
-from hl7.inbound import MessageHandler
+from hl7 import handler as handler_module
+from hl7.handler import MessageHandler
 from tests import samples
 
 VOLUME = "8m"
@@ -90,7 +90,7 @@ def test_a_full_volume_is_answered_ar_and_aa_comes_back_once_space_is_freed_with
             filler.write_bytes(b"\0" * 2 * 1024 * 1024)
         codes: dict[int, str] = {}
         started = time.monotonic()
-        with caplog.at_level(logging.INFO, logger="hl7.inbound"):
+        with caplog.at_level(logging.INFO, logger="hl7.handler"):
             for i in range(1, 400):
                 codes[i] = handler.handle(_message(i), transport="mllp").code
                 if list(codes.values())[-5:] == ["AR"] * 5:
@@ -102,7 +102,7 @@ def test_a_full_volume_is_answered_ar_and_aa_comes_back_once_space_is_freed_with
             readiness_while_full = client.get("/readyz")
             filler.unlink()
             # No message since: readiness finds out with a probe write of its own.
-            monkeypatch.setattr(inbound, "PROBE_AFTER", 0.0)
+            monkeypatch.setattr(handler_module, "PROBE_AFTER", 0.0)
             readiness_freed = client.get("/readyz")
             again = {i: handler.handle(_message(i), transport="mllp").code for i in refused}
             more = handler.handle(_message(500), transport="mllp").code

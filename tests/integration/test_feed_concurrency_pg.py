@@ -21,7 +21,7 @@ from config import Settings, load_settings
 from flagging.db import Database
 from flagging.models import Visibility
 from flagging.visibility import Actor, decide_visibility
-from hl7.inbound import MessageHandler
+from hl7.handler import MessageHandler
 from tests import samples
 from tests.gp_helpers import add_practice, document_id, feed_table, token_for
 

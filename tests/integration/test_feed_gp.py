@@ -12,7 +12,7 @@ from flagging.db import Database
 from flagging.errors import Conflict, InvalidInput, NotFound
 from flagging.models import GPToken, Practice, Visibility
 from flagging.tokens import hash_token
-from hl7.inbound import MessageHandler
+from hl7.handler import MessageHandler
 from tests import samples
 from tests.gp_helpers import (
     OTHER_PRACTICE,

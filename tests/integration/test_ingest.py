@@ -19,7 +19,7 @@ from flagging.models import (
     MessageOutcome,
 )
 from flagging.models.documents import DocumentStatus
-from hl7.inbound import MessageHandler
+from hl7.handler import MessageHandler
 from tests import samples
 
 

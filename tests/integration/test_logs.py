@@ -11,7 +11,7 @@ import pytest
 from flagging.db import Database
 from flagging.models import Visibility
 from flagging.visibility import Actor, decide_visibility, release_lapsed
-from hl7.inbound import MessageHandler
+from hl7.handler import MessageHandler
 from tests import accounts, samples
 
 OUR_LOGGERS = ("flagging", "hl7", "api", "cli")

@@ -11,7 +11,7 @@ from pathlib import Path
 from config import Settings
 from flagging.db import Database
 from hl7.client import MLLPClient
-from hl7.inbound import MessageHandler
+from hl7.handler import MessageHandler
 from hl7.listener import MLLPListener
 from tests import samples
 

@@ -13,7 +13,7 @@ from cli.main import main
 from config import Settings
 from flagging.db import Database
 from flagging.models import InboundMessage, MessageOutcome
-from hl7.inbound import MessageHandler
+from hl7.handler import MessageHandler
 from tests import samples
 
 

@@ -22,7 +22,7 @@ from flagging.models import (
 )
 from flagging.visibility import Actor, decide_visibility, release_lapsed
 from flagging.worklist import Filters, worklist_page
-from hl7.inbound import MessageHandler
+from hl7.handler import MessageHandler
 from tests import samples
 
 CLINICIAN = Actor(code="C1234567", name="Dr Sam Grey", user_id=None)

@@ -17,7 +17,7 @@ from config import Settings
 from flagging import mesh
 from flagging.db import Database
 from flagging.models import MeshChannel, MeshInbound
-from hl7.inbound import MessageHandler
+from hl7.handler import MessageHandler
 from mesh import channel
 from tests import samples
 from tests.gp_helpers import OTHER_PRACTICE, add_practice, now, send

@@ -18,7 +18,7 @@ from flagging import mesh
 from flagging.db import Database
 from flagging.models import MeshMessage, Practice, Visibility
 from hl7.client import MLLPClient
-from hl7.inbound import MessageHandler
+from hl7.handler import MessageHandler
 from hl7.listener import MLLPListener
 from mesh import channel
 from tests import samples

@@ -26,7 +26,6 @@ from flagging import audit, memory, telemetry
 from flagging.bindings import Peer, is_refusal, known_verdict, may_send, refusal
 from flagging.db import Database, GroupCommit, write_probe
 from flagging.errors import Conflict, NotFound
-from flagging.inbound import DocumentInput, Receipt
 from flagging.ingest import (
     Screened,
     content_hash,
@@ -39,6 +38,7 @@ from flagging.logs import Throttle
 from flagging.models import InboundMessage, MessageOutcome
 from flagging.organisations import sender_policy
 from flagging.rawsql import Raw
+from flagging.received import DocumentInput, Receipt
 from flagging.screening import active_rules
 from flagging.writer import WriterProcess
 from hl7 import er7
