@@ -7,11 +7,11 @@ from typing import cast
 from flask import current_app
 
 from config import Settings
-from flagging.db import Database
+from flagging.transactions import Transactions
 
 
-def database() -> Database:
-    return cast(Database, current_app.extensions["flagging.db"])
+def database() -> Transactions:
+    return cast(Transactions, current_app.extensions["flagging.db"])
 
 
 def settings() -> Settings:

@@ -39,7 +39,7 @@ from tests import fuzzing, samples  # noqa: E402  (the project root must be on s
 
 BANNER = re.compile(r"web on http://([^\s:]+):(\d+), MLLP on ([^\s:]+):(\d+)")
 MAX_GROWTH = 0.10
-SQLITE_CACHE_MIB = 64  # the writer connection's cache_size (flagging/db.py)
+SQLITE_CACHE_MIB = 64  # the writer connection's cache_size (flagging/storage/engine.py)
 
 
 class Service:
@@ -203,7 +203,8 @@ def run(args: argparse.Namespace) -> int:
 
     # The service process (listener and web) must end where it was after the warm-up. The
     # writer's RSS rises and falls with its SQLite page cache (bounded by cache_size, 64 MiB
-    # of pages, and emptied by the checkpoint every 30 s, flagging.db.Database.keep_wal):
+    # of pages, and emptied by the checkpoint every 30 s, Database.keep_wal in
+    # flagging/storage/engine.py):
     # its figures are printed, at every progress line too, not judged here
     # (tests/integration/test_memory.py checks that it gives back large messages).
     growth = (rss_end[0] - rss_warm[0]) / rss_warm[0]

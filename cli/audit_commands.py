@@ -11,8 +11,8 @@ from typing import Any
 
 from api.fhir_audit import bundle
 from flagging import audit, audit_log
-from flagging.db import Database
 from flagging.nhs_number import is_valid, normalise
+from flagging.storage.engine import Database
 
 Command = Callable[[Any, str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
 

@@ -29,11 +29,11 @@ from flagging import audit, bindings, gp, organisations, retention, screening, u
 from flagging import documents as documents_uc
 from flagging import mesh as mesh_uc
 from flagging import messages as messages_uc
-from flagging.db import Database
 from flagging.errors import FlaggingError
-from flagging.migrate import upgrade
 from flagging.models import MessageOutcome, MessageResolution
 from flagging.models.base import utcnow
+from flagging.storage.engine import Database
+from flagging.storage.migrate import upgrade
 from hl7.client import MLLPClient, tls_context
 from hl7.errors import HL7Error
 
@@ -51,7 +51,7 @@ def _services(*, ingest: bool = False) -> Services:
     """The process's wiring; its database connections are closed when the command ends.
 
     `ingest`: this process receives messages all the time (a listener); on SQLite their
-    transactions then run in a writer process of their own (flagging/writer.py)."""
+    transactions then run in a writer process of their own (flagging/storage/writer.py)."""
     settings = load_settings()
     services = build(settings, writer_process=ingest and settings.is_sqlite)
     _opened.append(services)

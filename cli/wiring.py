@@ -16,8 +16,8 @@ from api import create_app
 from config import Settings
 from flagging import memory
 from flagging.bindings import bound_networks
-from flagging.db import Database
 from flagging.gp import Annotation
+from flagging.storage.engine import Database
 from hl7.annotate import annotate
 from hl7.handler import MessageHandler
 from hl7.inspect import inspect

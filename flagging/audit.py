@@ -9,7 +9,7 @@ finds the first entry changed, removed or inserted behind the service's back.
 The chain has one head row (`audit_head`), taken under a row lock by each append, so appends
 from several processes on PostgreSQL fall into one order (the commit order), and the lock is
 held only from the append to the commit: callers append as late in their transaction as they
-can. Appends run plain SQL (flagging/rawsql.py) because receiving a message, the hot path,
+can. Appends run plain SQL (flagging/storage/rawsql.py) because receiving a message, the hot path,
 writes one; ORM callers use `record`, which runs the same statements on the session's
 connection.
 
@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.orm import Session
 
 from flagging.models import Document
-from flagging.rawsql import Raw
+from flagging.storage.rawsql import Raw
 
 if TYPE_CHECKING:  # flagging.received -> visibility -> audit: types only, no cycle at run time
     from flagging.received import DocumentInput, Receipt

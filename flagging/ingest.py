@@ -2,7 +2,7 @@
 
 Called once per message inside the transaction its entry point owns; they never commit. This
 is the service's hot path (every message of every connection), so it runs plain SQL on the
-transaction's connection (see flagging/rawsql.py for why and what it costs) and decides each
+transaction's connection (see flagging/storage/rawsql.py for why and what it costs) and decides each
 new version's visibility with the pure `initial_visibility` before writing any row, so each
 row is written once.
 """
@@ -24,9 +24,9 @@ from flagging.models import (
     Visibility,
 )
 from flagging.organisations import UNKNOWN_PRACTICE, SenderPolicy
-from flagging.rawsql import Raw
 from flagging.received import DocumentInput, Problem, Receipt
 from flagging.screening import Hit, active_rules, cached_rules
+from flagging.storage.rawsql import Raw
 from flagging.visibility import Initial, Previous, SourceFlag, initial_visibility
 
 

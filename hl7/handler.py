@@ -1,8 +1,8 @@
 """The inbound pipeline: one message in, its savepoint in a commit, then its acknowledgement.
 
 Used by the MLLP listener and (through the composition root) by HTTP ingest. Messages that
-arrive together on different connections share one commit (flagging.db.GroupCommit, or on
-SQLite listeners flagging.writer's process), each in its own savepoint, so one message's
+arrive together on different connections share one commit (flagging.storage.batches.GroupCommit, or
+on SQLite listeners flagging.storage.writer's process), each in its own savepoint, so one message's
 failure never touches another's. The rules:
 - AA is built only for a message whose receipt and documents are in the transaction, and is
   handed back only after that transaction committed;
@@ -24,7 +24,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from config import Settings
 from flagging import audit, memory, telemetry
 from flagging.bindings import Peer, is_refusal, known_verdict, may_send, refusal
-from flagging.db import Database, GroupCommit, write_probe
 from flagging.errors import Conflict, NotFound
 from flagging.ingest import (
     Screened,
@@ -37,10 +36,12 @@ from flagging.ingest import (
 from flagging.logs import Throttle
 from flagging.models import InboundMessage, MessageOutcome
 from flagging.organisations import sender_policy
-from flagging.rawsql import Raw
 from flagging.received import DocumentInput, Receipt
 from flagging.screening import active_rules
-from flagging.writer import WriterProcess
+from flagging.storage.batches import GroupCommit
+from flagging.storage.engine import Database, write_probe
+from flagging.storage.rawsql import Raw
+from flagging.storage.writer import WriterProcess
 from hl7 import er7
 from hl7.ack import build_ack
 from hl7.errors import MessageRejected, content_error, rejected
@@ -109,7 +110,7 @@ class MessageHandler:
 
     def __init__(self, db: Database, settings: Settings, *, writer_process: bool = False) -> None:
         """`writer_process`: run the transactions in a process of their own (SQLite listeners,
-        see flagging/writer.py); `close()` stops it."""
+        see flagging/storage/writer.py); `close()` stops it."""
         self.db = db
         self.settings = settings
         memory.tune()
@@ -417,7 +418,7 @@ class MessageHandler:
 
 @dataclass(frozen=True)
 class _Probe:
-    """A unit of work that only writes (flagging.db.write_probe): can messages be stored?"""
+    """A unit of work that only writes (storage.engine.write_probe): can messages be stored?"""
 
     def __call__(self, raw: Raw) -> Reply:
         write_probe(raw)
@@ -429,7 +430,7 @@ class _Store:
     """Record one message and its documents, inside a group commit's transaction.
 
     A picklable unit of work (plain data, no connections), so the transaction may run in
-    another process (flagging.writer)."""
+    another process (flagging.storage.writer)."""
 
     identity: Identity
     receipt: Receipt
@@ -441,7 +442,7 @@ class _Store:
 
     @property
     def practice_codes(self) -> set[str]:
-        """The practices whose feeds this message may add to (flagging.db._lock_practices)."""
+        """The practices whose feeds this message may add to (storage.batches._lock_practices)."""
         if self.reading.rejection is not None or not self.reading.documents:
             return set()
         return {doc.practice_ods_code for doc in self.reading.documents if doc.practice_ods_code}

@@ -8,8 +8,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from flagging import organisations, users
-from flagging.db import Database
 from flagging.models import Document
+from flagging.storage.engine import Database
 from hl7.handler import MessageHandler
 from tests import samples
 

@@ -19,9 +19,9 @@ from sqlalchemy import create_engine, make_url, text
 
 from config import Settings, load_settings
 from flagging import organisations, passwords
-from flagging.db import Database
-from flagging.migrate import upgrade
 from flagging.models import metadata
+from flagging.storage.engine import Database
+from flagging.storage.migrate import upgrade
 from hl7.handler import MessageHandler
 from hl7.listener import MLLPListener
 from tests import samples

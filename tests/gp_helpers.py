@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 
 from flagging import gp, organisations
-from flagging.db import Database
 from flagging.models import Document, FeedEvent, Practice, Visibility
+from flagging.storage.engine import Database
 from flagging.visibility import Actor, decide_visibility
 from hl7.handler import MessageHandler
 

@@ -13,8 +13,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from flagging import audit_log
-from flagging.db import Database
 from flagging.models import AuditEntry
+from flagging.storage.engine import Database
 from flagging.visibility import release_lapsed
 from hl7.handler import MessageHandler
 from tests import accounts, samples

@@ -26,8 +26,8 @@ from sqlalchemy import select
 from werkzeug.test import TestResponse
 
 from flagging import gp, organisations, screening
-from flagging.db import Database
 from flagging.models import Decision, InboundMessage, Practice
+from flagging.storage.engine import Database
 from hl7.handler import MessageHandler
 from tests import accounts, samples
 from tests.gp_helpers import OTHER_PRACTICE, add_practice, document_id, send

@@ -7,7 +7,7 @@ import re
 import pytest
 from flask.testing import FlaskClient
 
-from flagging.db import Database
+from flagging.storage.engine import Database
 from hl7.handler import MessageHandler
 from tests import accounts, samples
 

@@ -10,9 +10,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from flagging import organisations
-from flagging.db import Database
 from flagging.models import Decision, Document
 from flagging.models.base import utcnow
+from flagging.storage.engine import Database
 from hl7.handler import MessageHandler
 from tests import accounts, samples
 

@@ -14,8 +14,8 @@ from sqlalchemy import select, update
 
 from cli.wiring import Services, web_app
 from config import Settings
-from flagging.db import Database
 from flagging.models import Document, Practice
+from flagging.storage.engine import Database
 from hl7.handler import MessageHandler
 from tests import samples
 

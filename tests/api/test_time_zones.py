@@ -11,8 +11,8 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from flagging.db import Database
 from flagging.models import Document, Visibility
+from flagging.storage.engine import Database
 from flagging.visibility import initial_visibility, release_lapsed
 from hl7.handler import MessageHandler
 from hl7.parsing import parse_datetime

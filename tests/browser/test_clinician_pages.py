@@ -12,7 +12,7 @@ from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect
 
 from flagging import screening
-from flagging.db import Database
+from flagging.storage.engine import Database
 from hl7.handler import MessageHandler
 from tests import accounts, samples
 

@@ -17,8 +17,8 @@ from werkzeug.serving import make_server
 from cli.gp_poll import GPClient
 from cli.wiring import Services, web_app
 from config import Settings
-from flagging.db import Database
 from flagging.models import Visibility
+from flagging.storage.engine import Database
 from hl7 import er7
 from hl7.handler import MessageHandler
 from tests import samples

@@ -14,8 +14,8 @@ from werkzeug.serving import make_server
 
 from cli.wiring import Services, web_app
 from config import Settings
-from flagging.db import Database
 from flagging.models import InboundMessage
+from flagging.storage.engine import Database
 from hl7.handler import MessageHandler
 from hl7.listener import MLLPListener
 from tests import fuzzing

@@ -7,8 +7,8 @@ import logging
 import pytest
 from sqlalchemy import select
 
-from flagging.db import Database
 from flagging.models import Document, InboundMessage, MessageOutcome
+from flagging.storage.engine import Database
 from hl7 import handler as handler_module
 from hl7.client import MLLPClient
 from hl7.handler import MessageHandler

@@ -15,8 +15,8 @@ from sqlalchemy import select, update
 
 from cli.scheduler import JOBS
 from flagging import gp
-from flagging.db import Database
 from flagging.models import Practice, Visibility
+from flagging.storage.engine import Database
 from hl7 import er7
 from hl7.handler import MessageHandler
 from hl7.mllp import Frame, FrameDecoder, encode

@@ -12,7 +12,7 @@ import pytest
 from cli.main import CommandError, _check_mllp_exposure, main
 from config import Settings
 from flagging import bindings, organisations
-from flagging.db import Database
+from flagging.storage.engine import Database
 from hl7.handler import MessageHandler
 from hl7.listener import MLLPListener
 from tests import samples

@@ -22,9 +22,9 @@ from sqlalchemy import select
 from cli.wiring import Services, web_app
 from config import Settings
 from flagging import organisations
-from flagging.db import Database
-from flagging.migrate import upgrade
 from flagging.models import InboundMessage, MessageOutcome
+from flagging.storage.engine import Database
+from flagging.storage.migrate import upgrade
 from hl7 import handler as handler_module
 from hl7.handler import MessageHandler
 from tests import samples

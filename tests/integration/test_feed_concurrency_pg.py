@@ -18,8 +18,8 @@ from flask.testing import FlaskClient
 
 from cli.wiring import Services, web_app
 from config import Settings, load_settings
-from flagging.db import Database
 from flagging.models import Visibility
+from flagging.storage.engine import Database
 from flagging.visibility import Actor, decide_visibility
 from hl7.handler import MessageHandler
 from tests import samples

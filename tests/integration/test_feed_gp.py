@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import select
 
 from flagging import gp, push
-from flagging.db import Database
 from flagging.errors import Conflict, InvalidInput, NotFound
 from flagging.models import GPToken, Practice, Visibility
+from flagging.storage.engine import Database
 from flagging.tokens import hash_token
 from hl7.handler import MessageHandler
 from tests import samples

@@ -10,7 +10,6 @@ from sqlalchemy import func, select
 
 from config import Settings, load_settings
 from flagging import organisations
-from flagging.db import Database
 from flagging.models import (
     Document,
     DocumentVersion,
@@ -19,6 +18,7 @@ from flagging.models import (
     MessageOutcome,
 )
 from flagging.models.documents import DocumentStatus
+from flagging.storage.engine import Database
 from hl7.handler import MessageHandler
 from tests import samples
 

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from config import Settings
-from flagging.db import Database
+from flagging.storage.engine import Database
 from hl7.client import MLLPClient
 from hl7.handler import MessageHandler
 from hl7.listener import MLLPListener

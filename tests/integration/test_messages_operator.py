@@ -11,8 +11,8 @@ import pytest
 
 from cli.main import main
 from config import Settings
-from flagging.db import Database
 from flagging.models import InboundMessage, MessageOutcome
+from flagging.storage.engine import Database
 from hl7.handler import MessageHandler
 from tests import samples
 

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import func, select, update
 
 from config import Settings
-from flagging.db import Database
 from flagging.models import Decision, Document, FeedEvent
+from flagging.storage.engine import Database
 from hl7.handler import MessageHandler
 from tests import samples
 

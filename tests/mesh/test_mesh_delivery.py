@@ -15,8 +15,8 @@ from api import itk
 from cli.main import main
 from config import Settings
 from flagging import mesh
-from flagging.db import Database
 from flagging.models import MeshChannel, MeshInbound
+from flagging.storage.engine import Database
 from hl7.handler import MessageHandler
 from mesh import channel
 from tests import samples

@@ -15,8 +15,8 @@ from sqlalchemy import func, select
 
 from api import itk
 from flagging import mesh
-from flagging.db import Database
 from flagging.models import MeshMessage, Practice, Visibility
+from flagging.storage.engine import Database
 from hl7.client import MLLPClient
 from hl7.handler import MessageHandler
 from hl7.listener import MLLPListener
