@@ -73,7 +73,7 @@ class Header:
     processing_id: str = ""
     accept_ack_type: str = ""
     application_ack_type: str = ""
-    # Raw MSH-3..6 as sent, echoed swapped in the ACK; raw MSH-10, echoed in MSA-2 byte for
+    # MSH-3..6 exactly as sent, echoed swapped in the ACK; raw MSH-10, echoed in MSA-2 byte for
     # byte (a sender matches ACKs to messages by the bytes it sent: `MDM^T02` stays so).
     msh10: str = ""
     msh3: str = ""

@@ -146,7 +146,7 @@ def test_an_unforeseen_failure_is_answered_ar_207_recorded_and_logged_by_hash_on
     def broken(raw: bytes, settings: object) -> None:
         raise RuntimeError(raw.decode())  # an error whose text would leak the message
 
-    monkeypatch.setattr(handler_module, "_read", broken)
+    monkeypatch.setattr(handler_module, "read", broken)
     message = samples.mdm(control_id="BROKEN")
 
     with caplog.at_level(logging.INFO):

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from config import Settings
+from flagging.receiver import Receiver
 from flagging.storage.engine import Database
 from hl7.client import MLLPClient
 from hl7.handler import MessageHandler
@@ -38,7 +39,7 @@ def test_large_messages_do_not_leave_the_listener_and_writer_holding_their_peak(
     db: Database, settings: Settings, sender_token: str
 ) -> None:
     roomy = dataclasses.replace(settings, max_message_bytes=16 * MIB)
-    handler = MessageHandler(db, roomy, writer_process=True)
+    handler = MessageHandler(Receiver(db, roomy, writer_process=True))
     listener = MLLPListener(handler, port=0, max_message_bytes=16 * MIB).start()
     try:
         with MLLPClient(*listener.address) as client:
