@@ -44,7 +44,7 @@ def test_large_messages_do_not_leave_the_listener_and_writer_holding_their_peak(
     try:
         with MLLPClient(*listener.address) as client:
             assert b"MSA|AA|WARM" in client.send(samples.mdm(control_id="WARM"))
-            writer = handler._group.pid  # type: ignore[union-attr]
+            writer = handler.receiver._group.pid  # type: ignore[union-attr]
             assert writer is not None
             before = _rss_mib(writer), _rss_mib(os.getpid())
             for i in range(4):
