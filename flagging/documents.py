@@ -10,9 +10,9 @@ from sqlalchemy.orm import Session
 
 from flagging import feed
 from flagging.errors import Conflict, NotFound
-from flagging.ingest import bounded_key
 from flagging.models import Decision, Document, DocumentVersion, ScreeningHit, ScreeningRule
 from flagging.organisations import get_practice
+from flagging.store import bounded_key
 
 
 def list_documents(

@@ -20,16 +20,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from flagging import audit
-from flagging.ingest import (
-    AcceptedMessage,
-    Screened,
-    content_hash,
-    find_accepted,
-    record_message,
-    store_document,
-)
+from flagging.ingest import Screened, store_document
 from flagging.models import InboundMessage, MessageOutcome, max_length
 from flagging.organisations import SenderPolicy, sender_policy
+from flagging.receipts import AcceptedMessage, content_hash, find_accepted, record_message
 from flagging.received import DocumentInput, Problem, Receipt
 from flagging.storage.rawsql import Raw
 
