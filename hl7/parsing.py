@@ -1,7 +1,9 @@
 """From a split ER7 message to the domain's inputs: the header, the patient, the documents.
 
 Field numbers follow HL7 v2.5.1 (chapters 2, 3, 7 and 9); 2.3 and 2.4 put the same data in
-the same places for everything read here.
+the same places for everything read here. Longer than 400 lines because MDM (TXA) and ORU
+(OBR/OBX) share the readers of MSH, PID, PD1, ZFL and content written here once; split by
+message type, each half would need the other's helpers.
 """
 
 from __future__ import annotations
