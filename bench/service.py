@@ -80,7 +80,7 @@ class ServiceProcess:
     service prints its banner with print() while the accept thread logs "MLLP listener on H:P"
     at the same moment, and the two writes can interleave ("...on 127.0.0.1:35665" + log line
     + "\\n"): the log line, written in one piece, is then the reliable source of the port.
-    Once up, each further stderr line goes to `on_line` (default: kept in `tail`).
+    Every stderr line is kept in `tail` (the last 20) and given to `on_line` if there is one.
     """
 
     def __init__(
@@ -96,7 +96,7 @@ class ServiceProcess:
         self.match: re.Match[str] | None = None
         self.tail: deque[str] = deque(maxlen=20)
         self._addresses = [re.compile(a) for a in addresses]
-        self._on_line = on_line or self.tail.append
+        self._on_line = on_line
         self._started = threading.Event()
         self.proc = subprocess.Popen(
             argv,
@@ -126,11 +126,12 @@ class ServiceProcess:
         assert self.proc.stderr is not None
         seen: list[str] = []
         for line in self.proc.stderr:
-            if self.match is not None:
+            self.tail.append(line)
+            if self._on_line is not None:
                 self._on_line(line)
+            if self.match is not None:
                 continue
             seen.append(line)
-            self.tail.append(line)
             text = "".join(seen)
             for pattern in self._addresses:
                 match = pattern.search(text)
