@@ -828,102 +828,70 @@ def targets(rows: list[Row], postgresql: bool) -> list[tuple[bool, str]]:
     """One (met, line) per target of issue 13's "Done when" for this database."""
     mdm = [r for r in rows if r.scenario.kind == "mdm"]
     by = {(r.scenario.connections, r.scenario.processes, r.scenario.practices): r for r in mdm}
+    processes = (1, 2) if postgresql else (1,)
+    cells = {
+        c: [(c, n, k) for n in (processes if c == 8 else (1,)) for k in (1, 100)] for c in (1, 8)
+    }
 
-    def need(cells: list[tuple[int, int, int]]) -> list[str]:
-        return [f"{c} conn {k} prac {n} proc" for c, n, k in cells if (c, n, k) not in by]
+    def need(wanted: list[tuple[int, int, int]]) -> list[str]:
+        return [f"{c} conn {k} prac {n} proc" for c, n, k in wanted if (c, n, k) not in by]
 
-    lines = []
+    def share(label: str, connections: int, minimum: float) -> tuple[bool, str]:
+        figures = [
+            (r.ratio >= minimum, f"{_where(r.scenario)} {r.ratio:.0%}")
+            for r in mdm
+            if r.scenario.connections == connections
+        ]
+        return _verdict(
+            f"{label} >= {minimum:.0%} of the reference", figures, need(cells[connections])
+        )
+
     if not postgresql:
+        keys = {r.scenario.key for r in rows}
         every = [
             (r.ratio >= 0.50, f"{r.scenario.key} {_where(r.scenario)} {r.ratio:.0%}") for r in rows
         ]
-        keys = {r.scenario.key for r in rows}
-        lines.append(
+        missing = [f"({k})" for k in ("a", "b", "c1", "c8") if k not in keys]
+        return [
             _verdict(
                 "SQLite: every scenario >= 50% of the reference",
                 every,
-                [f"({k})" for k in ("a", "b", "c1", "c8") if k not in keys] + need([(8, 1, 100)]),
-            )
-        )
-        lines.append(
-            _verdict(
-                "SQLite: 8 connections >= 60% of the reference",
-                [
-                    (r.ratio >= 0.60, f"{_where(r.scenario)} {r.ratio:.0%}")
-                    for r in mdm
-                    if r.scenario.connections == 8
-                ],
-                need([(8, 1, 1), (8, 1, 100)]),
-            )
-        )
-        return lines
-    cells8 = [(8, n, k) for n in (1, 2) for k in (1, 100)]
-    cells1 = [(1, 1, k) for k in (1, 100)]
-    lines.append(
-        _verdict(
-            "PostgreSQL: 8 connections >= 50% of the reference",
-            [
-                (r.ratio >= 0.50, f"{_where(r.scenario)} {r.ratio:.0%}")
-                for r in mdm
-                if r.scenario.connections == 8
-            ],
-            need(cells8),
-        )
-    )
-    lines.append(
-        _verdict(
-            "PostgreSQL: 1 connection >= 40% of the reference",
-            [
-                (r.ratio >= 0.40, f"{_where(r.scenario)} {r.ratio:.0%}")
-                for r in mdm
-                if r.scenario.connections == 1
-            ],
-            need(cells1),
-        )
-    )
-    scaling = []
-    for k in (1, 100):
-        one, two = by.get((8, 1, k)), by.get((8, 2, k))
-        if one and two and one.ours.rate:
-            x = two.ours.rate / one.ours.rate
-            ref_x = two.ref.rate / one.ref.rate if one.ref.rate else float("nan")
-            scaling.append((x >= 1.3, f"{k} practice(s) {x:.2f}x (reference {ref_x:.2f}x)"))
-    lines.append(
-        _verdict(
-            "PostgreSQL: 2 processes >= 1.3x 1 process (8 connections)",
-            scaling,
-            need(cells8),
-        )
-    )
-    never_lower = []
+                missing + need(cells[1] + cells[8]),
+            ),
+            share("SQLite: 8 connections", 8, 0.60),
+        ]
+    scaling, never_lower = [], []
     for k in (1, 100):
         for (fewer, more), what in (
             (((1, 1, k), (8, 1, k)), "1 -> 8 connections"),
             (((8, 1, k), (8, 2, k)), "1 -> 2 processes"),
         ):
-            a, b = by.get(fewer), by.get(more)
-            if a and b and a.ours.rate:
-                x = b.ours.rate / a.ours.rate
-                never_lower.append((x >= 1.0, f"{k} practice(s) {what} {x:.2f}x"))
-    lines.append(
+            low, high = by.get(fewer), by.get(more)
+            if not (low and high and low.ours.rate and low.ref.rate):
+                continue
+            x = high.ours.rate / low.ours.rate
+            never_lower.append((x >= 1.0, f"{k} practice(s) {what} {x:.2f}x"))
+            if what == "1 -> 2 processes":
+                ref_x = high.ref.rate / low.ref.rate
+                scaling.append((x >= 1.3, f"{k} practice(s) {x:.2f}x (reference {ref_x:.2f}x)"))
+    p99 = [
+        (r.ours.percentile(99) < 50, f"{_where(r.scenario)} {r.ours.percentile(99):.1f} ms")
+        for r in mdm
+        if r.scenario.connections == 8
+    ]
+    return [
+        share("PostgreSQL: 8 connections", 8, 0.50),
+        share("PostgreSQL: 1 connection", 1, 0.40),
+        _verdict(
+            "PostgreSQL: 2 processes >= 1.3x 1 process (8 connections)", scaling, need(cells[8])
+        ),
         _verdict(
             "PostgreSQL: throughput never lower with more connections or processes",
             never_lower,
-            need(cells1 + cells8),
-        )
-    )
-    lines.append(
-        _verdict(
-            "PostgreSQL: p99 ACK latency < 50 ms at 8 connections",
-            [
-                (r.ours.percentile(99) < 50, f"{_where(r.scenario)} {r.ours.percentile(99):.1f} ms")
-                for r in mdm
-                if r.scenario.connections == 8
-            ],
-            need(cells8),
-        )
-    )
-    return lines
+            need(cells[1] + cells[8]),
+        ),
+        _verdict("PostgreSQL: p99 ACK latency < 50 ms at 8 connections", p99, need(cells[8])),
+    ]
 
 
 # Command line -----------------------------------------------------------------------------------
