@@ -70,9 +70,15 @@ def _source_flag(doc: DocumentInput, txa18_v_policy: str) -> SourceFlag | None:
     return None
 
 
+# The thread a version joins: the one holding its own number, else its parent's. Two
+# equality lookups, so that both columns of ix_document_versions_sender_number are index
+# conditions in every plan: PostgreSQL's generic plan for `document_number IN (:number,
+# :parent)` kept only sender_id as the condition and read every version of the sender (on a
+# fresh database, before ANALYZE, and as the table grew).
 _THREAD_OF = (
-    "SELECT document_id FROM document_versions WHERE sender_id = :sender"
-    " AND document_number IN (:number, :parent) ORDER BY document_number = :number DESC LIMIT 1"
+    "SELECT COALESCE((SELECT document_id FROM document_versions WHERE sender_id = :sender"
+    " AND document_number = :number LIMIT 1), (SELECT document_id FROM document_versions"
+    " WHERE sender_id = :sender AND document_number = :parent LIMIT 1))"
 )
 _PRACTICE_BY_CODE = "SELECT id, feed_mode FROM practices WHERE ods_code = :code"
 _PRACTICE_MODE = "SELECT feed_mode FROM practices WHERE id = :id"
