@@ -3,6 +3,12 @@
 Numbering takes the practice row's lock (UPDATE ... RETURNING) and holds it to the end of the
 transaction, so on PostgreSQL a second writer waits and takes the next number only after the
 first committed: a poller reading `after=N` never sees N+2 before N+1. SQLite has one writer.
+
+Ingest (the hot path, a group commit of many messages) defers its events (`defer_event`) and
+numbers them all at the end of the transaction (`number_deferred`, called by the transaction's
+owner just before the audit entries and the commit): the practices' rows are then locked for
+a few statements rather than the whole batch, always in the order of their ids, so that two
+processes (or two group-commit lanes of one) never wait for each other in a cycle.
 """
 
 from __future__ import annotations
@@ -52,6 +58,52 @@ def append_event(
         },
     )
     return seq
+
+
+def defer_event(
+    raw: Raw,
+    *,
+    practice_id: int,
+    event_type: EventType,
+    document_id: int,
+    version_id: int,
+    visibility: str,
+    now: datetime,
+) -> None:
+    """`append_event` at the end of the transaction (`number_deferred`), not now."""
+    raw.feed_events.append(
+        {
+            "practice": practice_id,
+            "type": event_type.value,
+            "document": document_id,
+            "version": version_id,
+            "visibility": visibility,
+            "now": raw.timestamp(now),
+        }
+    )
+
+
+_ADVANCE_SEQ = (
+    "UPDATE practices SET feed_seq = feed_seq + :count WHERE id = :practice RETURNING feed_seq"
+)
+
+
+def number_deferred(raw: Raw) -> None:
+    """Number and insert the deferred events, practice by practice in the order of their ids
+    (each practice's events in the order they were deferred): one UPDATE and one insert of
+    all its events per practice, whatever their number."""
+    events, raw.feed_events = raw.feed_events, []
+    if not events:
+        return
+    by_practice: dict[int, list[dict[str, object]]] = {}
+    for event in events:
+        by_practice.setdefault(int(event["practice"]), []).append(event)
+    for practice_id in sorted(by_practice):
+        rows = by_practice[practice_id]
+        last = int(raw.scalar(_ADVANCE_SEQ, {"count": len(rows), "practice": practice_id}))
+        for seq, row in enumerate(rows, start=last - len(rows) + 1):
+            row["seq"] = seq
+        raw.executemany(_INSERT_EVENT, rows)
 
 
 def event_for_new_version(

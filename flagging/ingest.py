@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flagging import store
-from flagging.feed import append_event, event_for_new_version
+from flagging.feed import defer_event, event_for_new_version
 from flagging.models import (
     DocumentStatus,
     Reason,
@@ -268,7 +268,8 @@ def store_document(
         raw.execute(store.WITHDRAW_VERSIONS, withdraw)
     store.add_hits(raw, version_id, hits)
     if event is not None and practice_id is not None:
-        append_event(
+        # Numbered at the end of the transaction, so the practice's lock is held only then.
+        defer_event(
             raw,
             practice_id=practice_id,
             event_type=event,

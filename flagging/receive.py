@@ -73,13 +73,6 @@ class Arrival:
     authenticated_sender: int | None = None  # the sender an HTTP bearer token proved
     reprocessed_by: str = ""  # who asked for a reprocess (the audit trail's actor)
 
-    @property
-    def practice_codes(self) -> set[str]:
-        """The practices whose feeds this message may add to (storage.batches locks them)."""
-        if self.refusal is not None or not self.documents:
-            return set()
-        return {doc.practice_ods_code for doc in self.documents if doc.practice_ods_code}
-
 
 @dataclass(frozen=True)
 class Verdict:
@@ -324,10 +317,6 @@ class Receive:
     """`receive` as a unit of work for a group commit; picklable, for the writer process."""
 
     arrival: Arrival
-
-    @property
-    def practice_codes(self) -> set[str]:
-        return self.arrival.practice_codes
 
     def __call__(self, raw: Raw) -> Verdict:
         return receive(raw, self.arrival)

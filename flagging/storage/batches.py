@@ -6,8 +6,9 @@ writer process (flagging/storage/writer.py) for the units sent to it.
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -100,59 +101,48 @@ def run_batch(
     """Run units of work in one write transaction, each in its own savepoint, and commit.
 
     Returns each unit's result or error; a unit that failed was rolled back alone. Raises if
-    the transaction itself (the commit, the connection) failed: then nothing was stored."""
+    the transaction itself (the commit, the connection) failed: then nothing was stored.
+
+    On PostgreSQL the units run in pipeline mode (Raw.pipelined): a statement whose answer
+    the unit does not read (the savepoint, an UPDATE, an insert without RETURNING, the
+    release) is sent with the next one that it does, so a message costs a round trip for
+    each answer it needs and one more at its end, where its errors are collected."""
     outcomes: list[tuple[T | None, BaseException | None]] = []
-    with db.writer() as raw:
-        _lock_practices(raw, works)
+    with db.writer() as raw, raw.pipelined():
         for work in works:
             outcomes.append(_one(raw, work, integrity_error))
     return outcomes
 
 
-def _lock_practices(raw: Raw, works: Sequence[object]) -> None:
-    """On PostgreSQL, lock the feeds of every practice the batch will number events for, in
-    one order (by id), before any unit runs.
-
-    Each unit locks its practice's row to number the next feed event, and the lock is held
-    until the batch commits. Without this, two listener processes whose batches hold messages
-    for practices A and B in opposite orders deadlock; PostgreSQL breaks that after
-    deadlock_timeout by failing one unit, whose sender is then answered AR. Units name their
-    practices with a `practice_codes` attribute (hl7.handler's unit does). SQLite has one
-    writer at a time, and a batch of one practice cannot wait on another: nothing to order."""
-    if not raw.postgres:
-        return
-    codes = sorted({code for work in works for code in getattr(work, "practice_codes", ())})
-    if len(codes) < 2:
-        return
-    names = ", ".join(f":c{i}" for i in range(len(codes)))
-    raw.execute(
-        f"SELECT id FROM practices WHERE ods_code IN ({names}) ORDER BY id FOR UPDATE",  # noqa: S608 - only placeholders are interpolated
-        {f"c{i}": code for i, code in enumerate(codes)},
-    )
-
-
 def _one(
     raw: Raw, work: Callable[[Raw], T], integrity_error: type[Exception]
 ) -> tuple[T | None, BaseException | None]:
-    deferred = len(raw.deferred)  # a unit rolled back takes its audit entries with it
+    mark = raw.mark()  # a unit rolled back takes its audit entries and feed events with it
     for attempt in (1, 2):
         raw.execute("SAVEPOINT unit", {})
         try:
             result = work(raw)
-        except integrity_error as exc:
-            raw.execute("ROLLBACK TO SAVEPOINT unit", {})
             raw.execute("RELEASE SAVEPOINT unit", {})
-            del raw.deferred[deferred:]
+            raw.sync()  # this unit's errors surface here, never in the next unit
+        except integrity_error as exc:
+            _roll_back(raw, mark)
             # A concurrent copy committed first (another process, on PostgreSQL): run it
             # again, and it sees what that one stored.
             if attempt == 2:
                 return None, exc
             continue
         except Exception as exc:
-            raw.execute("ROLLBACK TO SAVEPOINT unit", {})
-            raw.execute("RELEASE SAVEPOINT unit", {})
-            del raw.deferred[deferred:]
+            _roll_back(raw, mark)
             return None, exc
-        raw.execute("RELEASE SAVEPOINT unit", {})
         return result, None
     raise AssertionError("unreachable")
+
+
+def _roll_back(raw: Raw, mark: tuple[int, int]) -> None:
+    """Undo a failed unit to its savepoint (which a failure before its release left)."""
+    with contextlib.suppress(Exception):  # the unit's error is already in hand
+        raw.sync()  # pipeline mode: collect what was sent after the failure (skipped)
+    raw.execute("ROLLBACK TO SAVEPOINT unit", {})
+    raw.execute("RELEASE SAVEPOINT unit", {})
+    raw.sync()
+    raw.forget_since(mark)

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
 from flagging.audit import flush_deferred
+from flagging.feed import number_deferred
 from flagging.storage.rawsql import Raw
 
 # Execution option marking a connection that only reads (see `Database.reading`).
@@ -29,6 +30,9 @@ CHECKPOINT_INTERVAL = 30.0
 CHECKPOINT_RETRY = 1.0
 _SQLITE_FULL = 13
 LOW_SPACE = 1024 * 1024  # below this, readiness says the volume is full
+# A PostgreSQL writer connection unused for longer than this goes back through the pool (and
+# its pre-ping) before it is used again; one in steady use is reused as it is.
+HELD_IDLE = 5.0
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +141,12 @@ class Database:
         # spinning in SQLite's busy handler.
         self._write_lock: threading.Lock | None = threading.Lock() if settings.is_sqlite else None
         self._held: PoolProxiedConnection | None = None  # the SQLite writer's, between uses
+        # PostgreSQL writer connections between uses, with when each was last used: a busy
+        # group commit (storage/batches.py) reuses one and pays no pool check-out and no
+        # pre-ping (a round trip) a batch. A server restart within HELD_IDLE of the last use
+        # fails the batch on it (answered AR, resent) and the connection is dropped.
+        self._held_pg: list[tuple[PoolProxiedConnection, float]] = []
+        self._held_lock = threading.Lock()
         path = settings.database_url.split("///", 1)[-1] if settings.is_sqlite else ""
         self._sqlite_path = path if path and path != ":memory:" else ""
         self._last_checkpoint = time.monotonic()
@@ -164,15 +174,25 @@ class Database:
         with self._writer():
             # SQLite: the one writer connection is kept between transactions (under the
             # write lock), which spares a pool check-out and check-in a batch. PostgreSQL:
-            # checked out each time, so the pool's pre-ping replaces a connection that died.
-            pooled, self._held = self._held or self.engine.raw_connection(), None
+            # one kept per concurrent writer (`_take_held`).
+            if self.settings.is_sqlite:
+                pooled, self._held = self._held or self.engine.raw_connection(), None
+            else:
+                pooled = self._take_held()
             try:
                 raw = Raw(pooled.dbapi_connection, postgres=not self.settings.is_sqlite)
                 if self.settings.is_sqlite:
                     raw.execute("BEGIN IMMEDIATE", {})  # psycopg begins on its own
                 yield raw
-                flush_deferred(raw)  # the audit chain's lock last, held only to the commit
-                pooled.commit()
+                # The locks every writer contends for last, held only to the commit: the
+                # practices' feed rows (in the order of their ids), then the audit chain's;
+                # pipelined, so they are held for a round trip per counter read (each
+                # practice's, the chain's) and one for the inserts and the commit, not one
+                # for each statement.
+                with raw.pipelined():
+                    number_deferred(raw)
+                    flush_deferred(raw)
+                    pooled.commit()
             except BaseException:
                 try:
                     pooled.rollback()
@@ -183,7 +203,26 @@ class Database:
             if self.settings.is_sqlite:
                 self._held = pooled
             else:
-                pooled.close()
+                with self._held_lock:
+                    self._held_pg.append((pooled, time.monotonic()))
+
+    def _take_held(self) -> PoolProxiedConnection:
+        """A PostgreSQL writer connection: the most recently used one kept, if it was used
+        in the last HELD_IDLE seconds; otherwise one from the pool, whose pre-ping replaces
+        a connection that died while idle."""
+        now = time.monotonic()
+        fresh: PoolProxiedConnection | None = None
+        stale: list[PoolProxiedConnection] = []
+        with self._held_lock:
+            while self._held_pg and fresh is None:
+                pooled, used = self._held_pg.pop()
+                if now - used < HELD_IDLE:
+                    fresh = pooled
+                else:
+                    stale.append(pooled)
+        for pooled in stale:
+            pooled.close()  # back to the pool, which pings it when it is next checked out
+        return fresh if fresh is not None else self.engine.raw_connection()
 
     @contextmanager
     def reading(self, *, snapshot: bool = True) -> Iterator[Session]:
@@ -268,4 +307,8 @@ class Database:
             if self._held is not None:
                 self._held.close()
                 self._held = None
+        with self._held_lock:
+            held, self._held_pg = self._held_pg, []
+        for pooled, _used in held:
+            pooled.close()
         self.engine.dispose()

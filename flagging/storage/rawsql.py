@@ -9,8 +9,9 @@ takes `:name` as it is, psycopg gets `%(name)s`. Everything else uses the ORM.
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar, cast
 
@@ -31,11 +32,16 @@ class Raw:
 
     def __init__(self, dbapi_connection: Any, *, postgres: bool) -> None:
         self.postgres = postgres
+        self._connection = dbapi_connection
         self._cursor = dbapi_connection.cursor()
+        self._pipeline: Any = None  # psycopg's Pipeline while `pipelined`
         self._memo: dict[Hashable, Any] = {}
         # Audit entries held back to the end of the transaction (flagging.audit.defer), so the
         # audit chain's lock is the last one it takes.
         self.deferred: list[dict[str, Any]] = []
+        # Feed events held back likewise (flagging.feed.defer_event): each practice's feed
+        # row is locked only from their numbering, just before the audit entries, to commit.
+        self.feed_events: list[dict[str, Any]] = []
 
     @classmethod
     def on(cls, connection: Connection) -> Raw:
@@ -43,6 +49,45 @@ class Raw:
         dbapi = connection.connection.dbapi_connection
         assert dbapi is not None
         return cls(dbapi, postgres=connection.dialect.name == "postgresql")
+
+    def mark(self) -> tuple[int, int]:
+        """Where the deferred work stands (`forget_since` drops what came after)."""
+        return len(self.deferred), len(self.feed_events)
+
+    def forget_since(self, mark: tuple[int, int]) -> None:
+        """Drop the audit entries and feed events deferred since `mark`: their unit of work
+        was rolled back to its savepoint."""
+        del self.deferred[mark[0] :]
+        del self.feed_events[mark[1] :]
+
+    @contextlib.contextmanager
+    def pipelined(self) -> Iterator[None]:
+        """On PostgreSQL, psycopg's pipeline mode: statements are sent without waiting for
+        their answers, so a run of them costs one round trip, and only a statement whose
+        rows are read (and the commit, and `sync`) waits. A failed statement's error is
+        raised at the next wait, and the statements sent after it are skipped until the
+        next `sync`. SQLite: statements run one by one as always."""
+        if not self.postgres or self._pipeline is not None:
+            yield
+            return
+        with self._connection.pipeline() as pipeline:
+            self._pipeline = pipeline
+            try:
+                yield
+            finally:
+                self._pipeline = None
+
+    def sync(self) -> None:
+        """In pipeline mode, wait for every statement sent so far: raises the error of the
+        first that failed (the ones after it were skipped). Otherwise nothing to wait for."""
+        if self._pipeline is not None:
+            self._pipeline.sync()
+
+    def _cursor_for(self) -> Any:
+        # In pipeline mode each statement gets a cursor of its own: a cursor keeps only the
+        # last result that arrived, and an unread one could arrive after the next statement
+        # was sent and be taken for its answer.
+        return self._cursor if self._pipeline is None else self._connection.cursor()
 
     def memo(self, key: Hashable, compute: Callable[[], T]) -> T:
         """`compute()` once per transaction for `key`."""
@@ -62,11 +107,12 @@ class Raw:
         return converted
 
     def execute(self, statement: str, params: dict[str, Any]) -> Any:
-        self._cursor.execute(self.sql(statement), params)
-        return self._cursor
+        cursor = self._cursor_for()
+        cursor.execute(self.sql(statement), params)
+        return cursor
 
     def executemany(self, statement: str, rows: list[dict[str, Any]]) -> None:
-        self._cursor.executemany(self.sql(statement), rows)
+        self._cursor_for().executemany(self.sql(statement), rows)
 
     def insert(self, statement: str, params: dict[str, Any]) -> int:
         """Run an INSERT and return the new row's id: SQLite's last row id, PostgreSQL's

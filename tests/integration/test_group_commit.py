@@ -1,0 +1,86 @@
+"""A group commit's units against a real database: feed events numbered at the end, in order,
+and a failed unit undone alone (on PostgreSQL also when its error surfaces late, in pipeline
+mode)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+
+from flagging import feed
+from flagging.models import DocumentVersion, EventType, FeedEvent, Practice
+from flagging.storage.batches import run_batch
+from flagging.storage.engine import Database
+from flagging.storage.rawsql import Raw
+from hl7.handler import MessageHandler
+from tests import samples
+
+NOW = datetime(2026, 12, 3, 9, 30, tzinfo=UTC)
+
+
+def _stored_version(db: Database, handler: MessageHandler) -> tuple[int, int, int]:
+    """A document's (practice id, document id, version id), stored through the handler."""
+    handler.handle(samples.mdm(control_id="FIRST", number="DOC-1"), transport="mllp")
+    with db.reading() as session:
+        version = session.scalars(select(DocumentVersion)).one()
+        practice_id = session.scalars(select(Practice.id)).one()
+    return practice_id, version.document_id, version.id
+
+
+def _unit(name: str, event: tuple[int, int, int], *, then: str = "") -> Callable[[Raw], str]:
+    practice_id, document_id, version_id = event
+
+    def work(raw: Raw) -> str:
+        feed.defer_event(
+            raw,
+            practice_id=practice_id,
+            event_type=EventType.VISIBILITY_CHANGED,
+            document_id=document_id,
+            version_id=version_id,
+            visibility=name,
+            now=NOW,
+        )
+        if then:
+            raw.execute(then, {})  # its answer is never read
+        return name
+
+    return work
+
+
+def _events(db: Database) -> list[tuple[int, str]]:
+    with db.reading() as session:
+        rows = session.execute(
+            select(FeedEvent.seq, FeedEvent.visibility)
+            .where(FeedEvent.type == EventType.VISIBILITY_CHANGED.value)
+            .order_by(FeedEvent.seq)
+        )
+        return [(row.seq, row.visibility) for row in rows]
+
+
+def test_deferred_feed_events_are_numbered_at_the_commit_in_the_order_of_their_units(
+    db: Database, handler: MessageHandler
+) -> None:
+    event = _stored_version(db, handler)
+    integrity = db.engine.dialect.loaded_dbapi.IntegrityError
+    outcomes = run_batch(db, [_unit(f"v{i}", event) for i in range(3)], integrity)
+    assert [result for result, _ in outcomes] == ["v0", "v1", "v2"]
+    # The first message's document.available is 1.
+    assert _events(db) == [(2, "v0"), (3, "v1"), (4, "v2")]
+    with db.reading() as session:
+        assert session.scalars(select(Practice.feed_seq)).one() == 4
+
+
+def test_a_unit_whose_unread_statement_failed_is_undone_alone_with_its_feed_event(
+    db: Database, handler: MessageHandler
+) -> None:
+    event = _stored_version(db, handler)
+    integrity = db.engine.dialect.loaded_dbapi.IntegrityError
+    failing = _unit("failed", event, then="SELECT * FROM no_such_table")
+    outcomes = run_batch(db, [_unit("first", event), failing, _unit("third", event)], integrity)
+    assert [result for result, _ in outcomes] == ["first", None, "third"]
+    assert outcomes[1][1] is not None
+    assert _events(db) == [(2, "first"), (3, "third")]
+    with db.reading() as session:
+        assert session.scalars(select(Practice.feed_seq)).one() == 3
