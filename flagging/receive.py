@@ -23,7 +23,13 @@ from flagging import audit
 from flagging.ingest import Screened, store_document
 from flagging.models import InboundMessage, MessageOutcome, max_length
 from flagging.organisations import SenderPolicy, sender_policy
-from flagging.receipts import AcceptedMessage, content_hash, find_accepted, record_message
+from flagging.receipts import (
+    AcceptedMessage,
+    claim_message,
+    content_hash,
+    find_accepted,
+    record_message,
+)
 from flagging.received import DocumentInput, Problem, Receipt
 from flagging.storage.rawsql import Raw
 
@@ -92,24 +98,29 @@ def receive(raw: Raw, arrival: Arrival) -> Verdict:
     sender = None
     if arrival.header_read:
         sender = sender_policy(raw, receipt.sending_facility, receipt.sending_application)
-    previous = None
+    label = receipt.sending_facility.upper() if sender else ""
     if refusal is None:
-        refusal, previous = _check(raw, arrival, sender)
+        refusal = _check_sender(arrival, sender)
         if refusal is not None:
             return Verdict(refusal.ack_code, b"", refusal=refusal)
-    label = receipt.sending_facility.upper() if sender else ""
-    if refusal is not None:
-        return _record_refusal(raw, arrival, refusal, sender, label)
-    assert sender is not None
-    if previous is not None:
-        return _record_resend(raw, arrival, previous, sender.id, label)
-    return _accept(raw, arrival, sender, label)
+        assert sender is not None
+        # Stored as accepted at once unless this sender's MSH-10 was accepted before: a new
+        # message (nearly all of them) pays one statement, not a lookup and then an insert.
+        message_id = claim_message(raw, receipt, ack=arrival.ack, sender_id=sender.id)
+        if message_id is not None:
+            return _accept(raw, arrival, sender, label, message_id)
+        refusal, previous = _check_resend(raw, arrival, sender)
+        if refusal is not None:
+            return Verdict(refusal.ack_code, b"", refusal=refusal)
+        if previous is not None:
+            return _record_resend(raw, arrival, previous, sender.id, label)
+        # The first went away between the two statements (retention): store this one.
+        return _accept(raw, arrival, sender, label, None)
+    return _record_refusal(raw, arrival, refusal, sender, label)
 
 
-def _check(
-    raw: Raw, arrival: Arrival, sender: SenderPolicy | None
-) -> tuple[Refusal | None, AcceptedMessage | None]:
-    """The refusals only the database can tell; else the message this one resends, if any."""
+def _check_sender(arrival: Arrival, sender: SenderPolicy | None) -> Refusal | None:
+    """The refusals the sender's registration tells."""
     receipt = arrival.receipt
     if sender is None:
         return Refusal(
@@ -120,7 +131,7 @@ def _check(
                 "with this service",
                 "MSH^1^4",
             ),
-        ), None
+        )
     if arrival.authenticated_sender is not None and sender.id != arrival.authenticated_sender:
         return Refusal(
             "AR",
@@ -129,7 +140,16 @@ def _check(
                 "MSH-4 names a sender other than the one this token belongs to",
                 "MSH^1^4",
             ),
-        ), None
+        )
+    return None
+
+
+def _check_resend(
+    raw: Raw, arrival: Arrival, sender: SenderPolicy
+) -> tuple[Refusal | None, AcceptedMessage | None]:
+    """For a message whose MSH-10 this sender used before: the message it resends, or AE 205
+    if its bytes differ."""
+    receipt = arrival.receipt
     previous = find_accepted(raw, sender.id, receipt.control_id)
     if previous is not None and previous.content_hash != content_hash(receipt.raw):
         return Refusal(
@@ -203,17 +223,21 @@ def _record_resend(
     return Verdict("AA", ack, message_id, MessageOutcome.DUPLICATE.value, label)
 
 
-def _accept(raw: Raw, arrival: Arrival, sender: SenderPolicy, label: str) -> Verdict:
+def _accept(
+    raw: Raw, arrival: Arrival, sender: SenderPolicy, label: str, message_id: int | None
+) -> Verdict:
+    """Store an accepted message's documents (`message_id`: its receipt, if stored yet)."""
     receipt, documents = arrival.receipt, arrival.documents
     assert documents is not None
-    message_id = record_message(
-        raw,
-        receipt,
-        MessageOutcome.ACCEPTED,
-        ack_code="AA",
-        ack=arrival.ack,
-        sender_id=sender.id,
-    )
+    if message_id is None:
+        message_id = record_message(
+            raw,
+            receipt,
+            MessageOutcome.ACCEPTED,
+            ack_code="AA",
+            ack=arrival.ack,
+            sender_id=sender.id,
+        )
     document_ids = [
         store_document(
             raw,
