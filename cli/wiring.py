@@ -17,7 +17,7 @@ from config import Settings
 from flagging import memory
 from flagging.bindings import bound_networks
 from flagging.db import Database
-from flagging.gp import Annotation
+from flagging.zfl import Annotation
 from hl7.annotate import annotate
 from hl7.inbound import MessageHandler
 from hl7.inspect import inspect

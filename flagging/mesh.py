@@ -28,7 +28,8 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from flagging.errors import InvalidInput
-from flagging.gp import DocumentView, PracticeAccess, practice_document
+from flagging.gp_reads import DocumentView, practice_document
+from flagging.gp_tokens import PracticeAccess
 from flagging.models import (
     DocumentStatus,
     DocumentVersion,

@@ -20,8 +20,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
-from flagging.gp import Annotation, flag_for, original_message
 from flagging.models import Document, DocumentVersion, FeedEvent, Practice
+from flagging.zfl import Annotation, flag_for, original_message
 
 LEASE = timedelta(seconds=120)
 FIRST_RETRY = timedelta(seconds=5)

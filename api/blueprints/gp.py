@@ -24,7 +24,7 @@ from api.problems import problem
 from api.schemas.acknowledgements import AcknowledgementRequestSchema, AcknowledgementSchema
 from api.schemas.documents import DocumentSchema, VersionQuerySchema
 from api.schemas.feed import FeedQuerySchema, feed_page_data
-from flagging import audit, gp
+from flagging import audit, gp_reads, gp_tokens, zfl
 from flagging.models import Visibility, reason_text
 
 bp = Blueprint("gp", __name__, url_prefix="/gp/v1")
@@ -44,7 +44,7 @@ _ack = AcknowledgementSchema()
 class AnnotateFunction(Protocol):
     """Writes the ZFL, MSH-5/6 and MSH-10 into a stored message (wired from hl7.annotate)."""
 
-    def __call__(self, raw: bytes, annotation: gp.Annotation) -> bytes: ...
+    def __call__(self, raw: bytes, annotation: zfl.Annotation) -> bytes: ...
 
 
 def _bearer_token() -> str:
@@ -56,8 +56,8 @@ def _json(data: Any, status: int = 200, mimetype: str = "application/json") -> R
     return Response(json.dumps(data), status=status, mimetype=mimetype)
 
 
-@bp.errorhandler(gp.NotAuthenticated)
-def not_authenticated(exc: gp.NotAuthenticated) -> Response:
+@bp.errorhandler(gp_tokens.NotAuthenticated)
+def not_authenticated(exc: gp_tokens.NotAuthenticated) -> Response:
     response = problem(401, "Unauthorized", str(exc))
     # RFC 6750 section 3: name the error only when a token was presented.
     response.headers["WWW-Authenticate"] = (
@@ -83,17 +83,17 @@ def no_store(response: Response) -> Response:
 @contextmanager
 def _practice_document(
     ods_code: str, document_id: int
-) -> Iterator[tuple[Session, gp.PracticeAccess, gp.DocumentView]]:
+) -> Iterator[tuple[Session, gp_tokens.PracticeAccess, gp_reads.DocumentView]]:
     """The document (at `?version=`, else its latest) as the bearer token's practice may see
     it, in one session: 401 or 404 otherwise. A write transaction, as the read is audited
     in it (each view records what it served, last, flagging/audit.py)."""
     args = cast(dict[str, Any], _version_query.load(request.args, unknown="exclude"))
     with database().transaction() as session:
-        access = gp.authorize(session, _bearer_token(), ods_code)
+        access = gp_tokens.authorize(session, _bearer_token(), ods_code)
         yield (
             session,
             access,
-            gp.practice_document(session, access, document_id, args.get("version")),
+            gp_reads.practice_document(session, access, document_id, args.get("version")),
         )
 
 
@@ -115,15 +115,17 @@ def feed(ods_code: str) -> Response:
     query = cast(dict[str, int], _feed_query.load(request.args, unknown="exclude"))
     # A write transaction: the read is audited in it (the events served, by number).
     with database().transaction() as session:
-        access = gp.authorize(session, _bearer_token(), ods_code)
-        page = gp.practice_feed(session, access, query["after"], query["limit"])
+        access = gp_tokens.authorize(session, _bearer_token(), ods_code)
+        page = gp_reads.practice_feed(session, access, query["after"], query["limit"])
         _audit_feed(session, access, query["after"], page)
     prefix = url_for("gp.document", ods_code=access.ods_code, document_id=0)[:-1]
     data = feed_page_data(access.ods_code, page.events, page.next_after, page.more, prefix)
     return Response(stdlib_json.dumps(data), status=200, mimetype="application/json")
 
 
-def _audit_feed(session: Session, access: gp.PracticeAccess, after: int, page: gp.Feed) -> None:
+def _audit_feed(
+    session: Session, access: gp_tokens.PracticeAccess, after: int, page: gp_reads.Feed
+) -> None:
     served = [event.seq for event in page.events]
     audit.record(
         session,
@@ -140,7 +142,10 @@ def _audit_feed(session: Session, access: gp.PracticeAccess, after: int, page: g
 
 
 def _audit_read(
-    access: gp.PracticeAccess, view: gp.DocumentView, session: Session, representation: str
+    access: gp_tokens.PracticeAccess,
+    view: gp_reads.DocumentView,
+    session: Session,
+    representation: str,
 ) -> None:
     audit.document_read(
         session,
@@ -166,7 +171,7 @@ def document(ods_code: str, document_id: int) -> Response:
     return _json(_document.dump(data))
 
 
-def _document_data(access: gp.PracticeAccess, view: gp.DocumentView) -> dict[str, Any]:
+def _document_data(access: gp_tokens.PracticeAccess, view: gp_reads.DocumentView) -> dict[str, Any]:
     document, version = view.document, view.version
     content = view.content_version
     withheld = version.visibility == Visibility.WITHHELD
@@ -216,7 +221,7 @@ def document_hl7(ods_code: str, document_id: int) -> Response:
     with _practice_document(ods_code, document_id) as (session, access, view):
         if annotate is None:
             return problem(503, "Service Unavailable", "HL7 v2 output is not enabled here")
-        raw, annotation = gp.annotation_input(session, access, view, uuid.uuid4().hex[:20])
+        raw, annotation = zfl.annotation_input(session, access, view, uuid.uuid4().hex[:20])
         _audit_read(access, view, session, "hl7v2")
     return Response(annotate(raw, annotation), status=200, mimetype=HL7_V2)
 
@@ -262,7 +267,7 @@ def acknowledge(ods_code: str) -> Response:
     """Record that the GP system received every event up to `up_to` (shown to operators)."""
     token = _bearer_token()
     with database().reading() as session:
-        gp.authorize(session, token, ods_code)  # 401/404 before looking at the body
+        gp_tokens.authorize(session, token, ods_code)  # 401/404 before looking at the body
     if not request.is_json:
         return problem(415, "Unsupported Media Type", "send the acknowledgement as JSON")
     body = request.get_json(silent=True)
@@ -270,8 +275,8 @@ def acknowledge(ods_code: str) -> Response:
         return problem(400, "Bad Request", "the body must be a JSON object")
     data = cast(dict[str, int], _ack_request.load(body))
     with database().transaction() as session:
-        access = gp.authorize(session, token, ods_code)
-        ack = gp.acknowledge(session, access, data["up_to"], now=datetime.now(UTC))
+        access = gp_tokens.authorize(session, token, ods_code)
+        ack = gp_reads.acknowledge(session, access, data["up_to"], now=datetime.now(UTC))
     return _json(
         _ack.dump(
             {

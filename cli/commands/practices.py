@@ -6,7 +6,7 @@ import argparse
 
 from cli import output
 from cli.commands.common import Parser, audit_change, reading, writing
-from flagging import audit, gp, organisations
+from flagging import audit, gp_tokens, organisations, practice_settings
 from flagging import mesh as mesh_uc
 from flagging.errors import FlaggingError
 from flagging.models.base import utcnow
@@ -34,7 +34,7 @@ def cmd_practices_list(args: argparse.Namespace) -> int:
 def cmd_practices_set(args: argparse.Namespace) -> int:
     """Change a practice's feed mode, MLLP push endpoint and MESH mailbox."""
     with writing() as session:
-        practice = gp.configure_practice(
+        practice = practice_settings.configure_practice(
             session,
             args.ods_code,
             feed_mode=args.feed_mode,
@@ -109,7 +109,7 @@ def cmd_practices_mesh(args: argparse.Namespace) -> int:
 def cmd_practices_token(args: argparse.Namespace) -> int:
     """Issue a GP system's bearer token for one or more practices."""
     with writing() as session:
-        issued = gp.issue_token(session, args.ods_codes, name=args.name, now=utcnow())
+        issued = gp_tokens.issue_token(session, args.ods_codes, name=args.name, now=utcnow())
         audit_change(
             session,
             audit.Action.TOKEN_CHANGED,
@@ -124,14 +124,14 @@ def cmd_practices_token(args: argparse.Namespace) -> int:
 
 def cmd_practices_tokens(args: argparse.Namespace) -> int:
     with reading() as session:
-        rows = [output.gp_token(t) for t in gp.list_tokens(session)]
+        rows = [output.gp_token(t) for t in gp_tokens.list_tokens(session)]
     output.table(rows, ["id", "name", "practices", "created_at", "revoked_at"], args.json)
     return 0
 
 
 def cmd_practices_revoke_token(args: argparse.Namespace) -> int:
     with writing() as session:
-        token = gp.revoke_token(session, args.id, now=utcnow())
+        token = gp_tokens.revoke_token(session, args.id, now=utcnow())
         audit_change(session, audit.Action.TOKEN_CHANGED, "revoked", token_id=token.id)
     print(f"GP token {token.id} revoked")
     return 0
@@ -150,7 +150,7 @@ def register(cli: Parser) -> None:
     p.add_argument("ods_code")
     p.add_argument(
         "--feed-mode",
-        choices=gp.FEED_MODES,
+        choices=practice_settings.FEED_MODES,
         help="immediate: documents as soon as received; decided: once not pending",
     )
     p.add_argument("--push-host", help="deliver the feed over MLLP to this host")

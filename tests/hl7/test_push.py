@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select, update
 
 from cli.scheduler import JOBS
-from flagging import gp
+from flagging import practice_settings
 from flagging.db import Database
 from flagging.models import Practice, Visibility
 from hl7 import er7
@@ -106,7 +106,7 @@ def pushing(db: Database, handler: MessageHandler, receiver: Receiver) -> Databa
     send(handler, samples.mdm(control_id="M2", number="D2"))
     decide(db, document_id(db, "D1"), Visibility.WITHHELD)
     with db.transaction() as session:
-        gp.configure_practice(
+        practice_settings.configure_practice(
             session, samples.PRACTICE, push_host="127.0.0.1", push_port=receiver.port
         )
     return db
@@ -194,7 +194,7 @@ def test_an_unreachable_endpoint_is_recorded_for_administrators(
     with contextlib.closing(socket.create_server(("127.0.0.1", 0))) as probe:
         closed_port = probe.getsockname()[1]
     with pushing.transaction() as session:
-        gp.configure_practice(session, samples.PRACTICE, push_port=closed_port)
+        practice_settings.configure_practice(session, samples.PRACTICE, push_port=closed_port)
     assert push_due(pushing, SETTINGS) == 0
     practice = _practice(pushing)
     assert practice.push_seq == 0
@@ -226,7 +226,7 @@ def test_a_practice_that_requires_mutual_tls_receives_the_push_with_our_certific
     try:
         send(handler, samples.mdm(control_id="M1", number="D1"))
         with db.transaction() as session:
-            gp.configure_practice(
+            practice_settings.configure_practice(
                 session,
                 samples.PRACTICE,
                 push_host="localhost",
