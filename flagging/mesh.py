@@ -8,7 +8,7 @@ backoff for as long as it takes; a message that MESH refuses for the practice (a
 mailbox, a workflow the mailbox may not receive) stops the practice's channel with the error
 shown to operators, until they fix the cause and resume it.
 
-The claim works as for the MLLP push (flagging.push): a lease in `retry_at`, taken in a short
+The claim works as for the MLLP push (flagging.push_queue): a lease in `retry_at`, taken in a short
 transaction of its own so that no row lock is held while talking to MESH, and each send is
 recorded only if `sent_seq` is still what the claimant read.
 
@@ -42,7 +42,7 @@ from flagging.models import (
     Visibility,
 )
 from flagging.organisations import get_practice
-from flagging.push import ERROR_LENGTH, LEASE, control_id, retry_delay
+from flagging.push_queue import ERROR_LENGTH, LEASE, control_id, retry_delay
 
 # GP Connect Send Document's MESH workflow, which GP system suppliers already collect from
 # practices' mailboxes; a practice can be given another (e.g. TOC_FHIR_IP_DISCH).

@@ -1,6 +1,6 @@
 """The push job: deliver each practice's feed, in order, to its MLLP endpoint.
 
-One run takes each due practice (see flagging.push for the claim), opens one connection and
+One run takes each due practice (see flagging.push_queue for the claim), opens one connection and
 sends the annotated message of each event after the last one delivered, waiting for its ACK:
 MSA-1 must be AA or CA and MSA-2 the MSH-10 sent. Anything else (no connection, a timeout, AE,
 AR, a wrong MSA-2) stops that practice's run; the same event is tried again after a backoff,
@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from flagging import push, telemetry
+from flagging import push_queue, telemetry
 from flagging.db import Database
 from hl7 import er7
 from hl7.annotate import annotate
@@ -83,7 +83,7 @@ def deliver_practice(
 ) -> int:
     """Deliver a practice's waiting events in order; returns how many were acknowledged."""
     with db.transaction() as session:
-        target = push.claim(session, practice_id, clock())
+        target = push_queue.claim(session, practice_id, clock())
     if target is None:
         return 0
     seq = target.push_seq
@@ -99,7 +99,7 @@ def deliver_practice(
     with client:
         for _ in range(settings.batch):
             with db.reading() as session:
-                delivery = push.next_delivery(session, target, seq)
+                delivery = push_queue.next_delivery(session, target, seq)
             if delivery is None:
                 break
             message = annotate(
@@ -112,22 +112,22 @@ def deliver_practice(
                 _failed(db, target, delivery.seq, str(exc) or type(exc).__name__, clock)
                 return sent
             with db.transaction() as session:
-                if not push.delivered(session, target, delivery.seq, clock()):
+                if not push_queue.delivered(session, target, delivery.seq, clock()):
                     log.warning(
                         "push to %s: claim lost, another scheduler goes on", target.ods_code
                     )
                     return sent
             seq, sent = delivery.seq, sent + 1
     with db.transaction() as session:
-        push.release(session, target, seq)
+        push_queue.release(session, target, seq)
     return sent
 
 
 def _failed(
-    db: Database, target: push.PushTarget, seq: int, error: str, clock: Callable[[], datetime]
+    db: Database, target: push_queue.PushTarget, seq: int, error: str, clock: Callable[[], datetime]
 ) -> None:
     with db.transaction() as session:
-        retry_at = push.failed(session, target, seq, error, clock())
+        retry_at = push_queue.failed(session, target, seq, error, clock())
     telemetry.push_failed(target.ods_code)
     # No patient data here: the error text comes from the network or the receiver's ACK.
     log.warning(
@@ -148,7 +148,7 @@ def push_due(
 ) -> int:
     """One run of the job: every due practice in turn, within a time budget."""
     with db.reading() as session:
-        due = push.due_practices(session, datetime.now(UTC))
+        due = push_queue.due_practices(session, datetime.now(UTC))
     deadline = time.monotonic() + time_budget
     delivered = 0
     for practice_id in due:

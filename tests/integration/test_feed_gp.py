@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from flagging import gp_reads, gp_tokens, practice_settings, push, zfl
+from flagging import gp_reads, gp_tokens, practice_settings, push_queue, zfl
 from flagging.db import Database
 from flagging.errors import Conflict, InvalidInput, NotFound
 from flagging.models import GPToken, Practice, Visibility
@@ -221,35 +221,35 @@ def test_push_claim_excludes_a_second_scheduler_and_delivery_moves_one_event_at_
         practice_id = practice.id
     t0 = now()
     with db.transaction() as session:
-        assert push.due_practices(session, t0) == [practice_id]
-        target = push.claim(session, practice_id, t0)
+        assert push_queue.due_practices(session, t0) == [practice_id]
+        target = push_queue.claim(session, practice_id, t0)
         assert target is not None
-        assert push.claim(session, practice_id, t0) is None  # another scheduler
-        assert push.due_practices(session, t0) == []
+        assert push_queue.claim(session, practice_id, t0) is None  # another scheduler
+        assert push_queue.due_practices(session, t0) == []
     with db.reading() as session:
-        first = push.next_delivery(session, target, target.push_seq)
+        first = push_queue.next_delivery(session, target, target.push_seq)
     assert first is not None
     assert (first.seq, first.event_type) == (1, "document.available")
-    assert first.annotation.control_id == push.control_id(samples.PRACTICE, 1)
+    assert first.annotation.control_id == push_queue.control_id(samples.PRACTICE, 1)
     assert len(first.annotation.control_id) <= 20
     assert first.raw.startswith(b"MSH|")
     with db.transaction() as session:
-        assert not push.delivered(session, target, 2, t0)  # never past an undelivered event
-        assert push.delivered(session, target, 1, t0)
-        retry_at = push.failed(session, target, 2, "answered AE", t0)
+        assert not push_queue.delivered(session, target, 2, t0)  # never past an undelivered event
+        assert push_queue.delivered(session, target, 1, t0)
+        retry_at = push_queue.failed(session, target, 2, "answered AE", t0)
     assert timedelta(seconds=5) <= retry_at - t0 <= timedelta(seconds=6)
     with db.reading() as session:
-        status = push.push_status(session)
-        assert push.due_practices(session, t0) == []
-        assert push.due_practices(session, retry_at) == [practice_id]
+        status = push_queue.push_status(session)
+        assert push_queue.due_practices(session, t0) == []
+        assert push_queue.due_practices(session, retry_at) == [practice_id]
     assert status[0].push_seq == 1
     assert status[0].backlog == 1
     assert (status[0].failures, status[0].error) == (1, "event 2: answered AE")
 
 
 def test_backoff_doubles_up_to_a_ceiling() -> None:
-    delays = [push.retry_delay(n) for n in range(1, 12)]
+    delays = [push_queue.retry_delay(n) for n in range(1, 12)]
     assert delays[0] >= timedelta(seconds=5)
     assert delays[1] >= timedelta(seconds=10)
-    assert all(d <= push.MAX_RETRY * 1.1 for d in delays)
-    assert delays[-1] >= push.MAX_RETRY
+    assert all(d <= push_queue.MAX_RETRY * 1.1 for d in delays)
+    assert delays[-1] >= push_queue.MAX_RETRY
