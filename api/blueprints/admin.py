@@ -20,7 +20,7 @@ from api.schemas.practices import PracticeFormSchema, RouteFormSchema
 from api.schemas.rules import RuleFormSchema
 from api.schemas.senders import UNITS, ReviewWindowSchema, SenderPolicySchema, minutes
 from api.schemas.users import UserFormSchema
-from flagging import audit, bindings, mesh, organisations, screening, users
+from flagging import audit, bindings, mesh_channels, organisations, screening, users
 from flagging import documents as documents_uc
 from flagging import messages as messages_uc
 from flagging.errors import FlaggingError
@@ -163,7 +163,7 @@ def practices() -> Any:
                 errors = {"ods_code": str(exc)}
     session = db_session()
     rows = organisations.list_practices(session)
-    mesh_rows = mesh.channel_status(session)
+    mesh_rows = mesh_channels.channel_status(session)
     page = render_template(
         "admin/practices.html",
         practices=rows,

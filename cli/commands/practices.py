@@ -6,8 +6,7 @@ import argparse
 
 from cli import output
 from cli.commands.common import Parser, audit_change, reading, writing
-from flagging import audit, gp_tokens, organisations, practice_settings
-from flagging import mesh as mesh_uc
+from flagging import audit, gp_tokens, mesh_channels, organisations, practice_settings
 from flagging.errors import FlaggingError
 from flagging.models.base import utcnow
 
@@ -48,20 +47,20 @@ def cmd_practices_set(args: argparse.Namespace) -> int:
             push += " over TLS"
         mesh_set = args.no_mesh or args.mesh_mailbox is not None
         if mesh_set or args.mesh_workflow is not None or args.mesh_from is not None:
-            current = mesh_uc.channel_of(session, args.ods_code)
+            current = mesh_channels.channel_of(session, args.ods_code)
             mailbox = "" if args.no_mesh else (args.mesh_mailbox or "")
             if not mesh_set:
                 if current is None:
                     raise FlaggingError("give --mesh-mailbox to put the practice on MESH")
                 mailbox = current.mailbox
-            mesh_uc.configure_channel(
+            mesh_channels.configure_channel(
                 session,
                 args.ods_code,
                 mailbox,
                 workflow=args.mesh_workflow,
                 send_from=args.mesh_from,
             )
-        channel = mesh_uc.channel_of(session, args.ods_code)
+        channel = mesh_channels.channel_of(session, args.ods_code)
         mesh = f"{channel.mailbox} ({channel.workflow})" if channel else "off"
         audit_change(
             session,
@@ -86,11 +85,11 @@ def cmd_practices_mesh(args: argparse.Namespace) -> int:
         if args.ods_code:
             rows = [
                 output.mesh_message(m)
-                for m in mesh_uc.sent_messages(session, args.ods_code, after=args.after)
+                for m in mesh_channels.sent_messages(session, args.ods_code, after=args.after)
             ]
             columns = ["seq", "event", "document", "message_id", "tracking", "answer"]
         else:
-            rows = [output.mesh_status(s) for s in mesh_uc.channel_status(session)]
+            rows = [output.mesh_status(s) for s in mesh_channels.channel_status(session)]
             columns = [
                 "ods_code",
                 "mailbox",
@@ -172,7 +171,7 @@ def register(cli: Parser) -> None:
     p.add_argument(
         "--mesh-workflow",
         metavar="WORKFLOW",
-        help=f"MESH workflow id of the messages (default {mesh_uc.DEFAULT_WORKFLOW})",
+        help=f"MESH workflow id of the messages (default {mesh_channels.DEFAULT_WORKFLOW})",
     )
     p.add_argument("--mesh-from", type=int, help="count events up to N as already sent")
     p.add_argument("--no-mesh", action="store_true", help="stop sending over MESH")
