@@ -125,8 +125,8 @@ def entry_hash(
 
 # Appending ------------------------------------------------------------------------------------
 
-# Statements built once: the hot path runs them for every message.
-_ADVANCE = "UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash"
+# Statements built once: the hot path runs them for every batch of messages.
+_ADVANCE = "UPDATE audit_head SET seq = seq + :count WHERE id = 1 RETURNING seq, hash"
 _START = (
     "INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, :genesis) ON CONFLICT (id) DO NOTHING"
 )
@@ -154,31 +154,50 @@ def append(
     """Add an entry to the chain inside the caller's transaction; returns its position.
 
     Takes the head's row lock (held until the commit), so call it last in a transaction."""
-    at = (at or datetime.now(UTC)).astimezone(UTC)
-    # The stored timestamp keeps microseconds; hash what will be read back.
-    detail_text = canonical_detail(detail)
-    head = raw.one(_ADVANCE, {})
-    if head is None:  # an empty chain: its head row is made by the first append
-        raw.execute(_START, {"genesis": GENESIS})
-        head = raw.one(_ADVANCE, {})
-        assert head is not None
-    seq, prev_hash = int(head[0]), str(head[1])
-    values: dict[str, Any] = {
-        "seq": seq,
-        "actor": actor[:120],
-        "action": action.value,
-        "outcome": outcome[:20],
+    entry = {
+        "actor": actor,
+        "action": action,
+        "outcome": outcome,
         "document_id": document_id,
         "message_id": message_id,
-        "nhs_number": nhs_number[:10],
-        "practice": practice[:20],
-        "detail": detail_text,
-        "prev_hash": prev_hash,
+        "nhs_number": nhs_number,
+        "practice": practice,
+        "detail": detail,
+        "at": at,
     }
-    digest = entry_hash(at=at, **values)
-    raw.execute(_INSERT, {**values, "at": raw.timestamp(at), "hash": digest})
-    raw.execute(_SET_HEAD, {"hash": digest})
-    return seq
+    return _append_all(raw, [entry])
+
+
+def _append_all(raw: Raw, entries: list[dict[str, Any]]) -> int:
+    """Chain `entries` in order with three statements whatever their number (the group commit
+    flushes a batch of messages at once); returns the last one's position."""
+    head = raw.one(_ADVANCE, {"count": len(entries)})
+    if head is None:  # an empty chain: its head row is made by the first append
+        raw.execute(_START, {"genesis": GENESIS})
+        head = raw.one(_ADVANCE, {"count": len(entries)})
+        assert head is not None
+    last, prev_hash = int(head[0]), str(head[1])
+    rows = []
+    for seq, entry in enumerate(entries, start=last - len(entries) + 1):
+        at = (entry.get("at") or datetime.now(UTC)).astimezone(UTC)
+        # The stored timestamp keeps microseconds; hash what will be read back.
+        values: dict[str, Any] = {
+            "seq": seq,
+            "actor": entry["actor"][:120],
+            "action": Action(entry["action"]).value,
+            "outcome": entry.get("outcome", "")[:20],
+            "document_id": entry.get("document_id"),
+            "message_id": entry.get("message_id"),
+            "nhs_number": entry.get("nhs_number", "")[:10],
+            "practice": entry.get("practice", "")[:20],
+            "detail": canonical_detail(entry.get("detail")),
+            "prev_hash": prev_hash,
+        }
+        prev_hash = entry_hash(at=at, **values)
+        rows.append({**values, "at": raw.timestamp(at), "hash": prev_hash})
+    raw.executemany(_INSERT, rows)
+    raw.execute(_SET_HEAD, {"hash": prev_hash})
+    return last
 
 
 def defer(raw: Raw, **entry: Any) -> None:
@@ -193,8 +212,8 @@ def defer(raw: Raw, **entry: Any) -> None:
 def flush_deferred(raw: Raw) -> None:
     """Append the deferred entries, in order; the transaction's owner calls it before commit."""
     entries, raw.deferred = raw.deferred, []
-    for entry in entries:
-        append(raw, **entry)
+    if entries:
+        _append_all(raw, entries)
 
 
 class Entry(TypedDict, total=False):

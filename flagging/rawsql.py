@@ -65,6 +65,9 @@ class Raw:
         self._cursor.execute(self.sql(statement), params)
         return self._cursor
 
+    def executemany(self, statement: str, rows: list[dict[str, Any]]) -> None:
+        self._cursor.executemany(self.sql(statement), rows)
+
     def insert(self, statement: str, params: dict[str, Any]) -> int:
         """Run an INSERT and return the new row's id: SQLite's last row id, PostgreSQL's
         RETURNING (on SQLite that would cost a second step of the statement)."""

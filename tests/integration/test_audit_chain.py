@@ -293,3 +293,27 @@ def test_a_unit_rolled_back_in_a_group_commit_takes_its_deferred_entry_with_it(
             "third",
         ]
         assert audit_log.verify(session).ok
+
+
+def test_a_group_commits_deferred_entries_continue_the_chain_in_order(db: Database) -> None:
+    _append(db, 2)
+
+    def unit(name: str):
+        def work(raw):
+            audit.defer(raw, actor=name, action=audit.Action.MESSAGE_RECEIVED, outcome="AA")
+            return name
+
+        return work
+
+    integrity = db.engine.dialect.loaded_dbapi.IntegrityError
+    run_batch(db, [unit(f"sender:R{i}") for i in range(3)], integrity)
+    with db.reading() as session:
+        rows = session.execute(select(AuditEntry.seq, AuditEntry.actor).order_by(AuditEntry.seq))
+        assert [tuple(row) for row in rows][2:] == [
+            (3, "sender:R0"),
+            (4, "sender:R1"),
+            (5, "sender:R2"),
+        ]
+        result = audit_log.verify(session)
+    assert result.ok, result.problem
+    assert result.head_seq == 5
