@@ -81,7 +81,9 @@ def sign_in(user: User) -> None:
     session[SESSION_STAMP] = credential_stamp(user)
     session[SESSION_GENERATION] = user.session_generation
     session[SESSION_CSRF] = secrets.token_urlsafe(32)
-    g.pop("signed_in", None)
+    # The rest of this request is theirs: not reloaded from the database, where a rehashed
+    # password (and so the stamp) is not committed until the request's transaction is.
+    g.signed_in = SignedIn.of(user)
 
 
 def sign_out() -> None:
