@@ -16,7 +16,7 @@ from werkzeug.wrappers import Response
 
 from api.context import discard_transaction, in_request_transaction
 from config import Settings, load_settings, logs
-from flagging.db import Database
+from flagging.transactions import Transactions
 
 if TYPE_CHECKING:
     from api.blueprints.admin import ReprocessFunction
@@ -96,15 +96,16 @@ def _end_request(_exc: BaseException | None) -> None:
 def create_app(
     settings: Settings | None = None,
     *,
-    db: Database | None = None,
+    db: Transactions,
     ingest: IngestFunction | None = None,
     reprocess: ReprocessFunction | None = None,
     annotate: AnnotateFunction | None = None,
     write_problem: Callable[[], str | None] | None = None,
 ) -> Flask:
-    """Build the web app. `ingest` processes an HL7 message and `reprocess` runs a stored one
-    again, `annotate` writes the ZFL flag into a stored message for a GP practice (all wired by
-    the composition root, since api must not import hl7). `write_problem` says why messages
+    """Build the web app on the process's database `db`. `ingest` processes an HL7 message
+    and `reprocess` runs a stored one again, `annotate` writes the ZFL flag into a stored
+    message for a GP practice (all wired by the composition root, since api must not import
+    hl7 nor the storage package). `write_problem` says why messages
     cannot be stored now, or None (readiness)."""
     settings = settings or load_settings()
     app = Flask(__name__, instance_path=str(settings.instance_path))
@@ -118,7 +119,7 @@ def create_app(
         PERMANENT_SESSION_LIFETIME=timedelta(hours=settings.session_hours),
     )
     app.extensions["flagging.settings"] = settings
-    app.extensions["flagging.db"] = db or Database(settings)
+    app.extensions["flagging.db"] = db
     app.extensions["flagging.ingest"] = ingest
     app.extensions["flagging.reprocess"] = reprocess
     app.extensions["flagging.annotate"] = annotate

@@ -5,8 +5,8 @@ on first use, and the view's wrapper (`in_request_transaction`, applied to every
 create_app) commits it when the view returns, or rolls it back when the view raises, before
 the response leaves: a redirect or a JSON answer is sent only once what it reports is
 committed. GET and HEAD get a read-only transaction (on SQLite a deferred one that takes no
-write lock; on PostgreSQL BEGIN READ ONLY), unless the view is marked `records_reads`: it
-appends what it served to the audit trail, which is a write.
+write lock; on PostgreSQL SET TRANSACTION READ ONLY), unless the view is marked
+`records_reads`: it appends what it served to the audit trail, which is a write.
 
 Views call use cases with the session; they do not open, commit or roll back transactions.
 """
@@ -19,10 +19,11 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any, TypeVar, cast
 
 from flask import current_app, g, request
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from config import Settings
-from flagging.db import READ_ONLY_OPTION, Database
+from flagging.transactions import Transactions
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _RECORDS_READS = "records_reads"
@@ -31,8 +32,8 @@ _OPEN = "flagging_transaction"  # g: (the context manager, its session)
 View = TypeVar("View", bound=Callable[..., Any])
 
 
-def database() -> Database:
-    return cast(Database, current_app.extensions["flagging.db"])
+def database() -> Transactions:
+    return cast(Transactions, current_app.extensions["flagging.db"])
 
 
 def settings() -> Settings:
@@ -45,22 +46,13 @@ def records_reads(view: View) -> View:
     return view
 
 
-def _read_only_sessions(db: Database) -> sessionmaker[Session]:
-    """Sessions whose transactions cannot write: Database.reading's (SQLite: a deferred BEGIN)
-    with, on PostgreSQL, psycopg's read_only (BEGIN READ ONLY, no extra round trip)."""
-    made = current_app.extensions.get("flagging.read_only_sessions")
-    if made is None:
-        options: dict[str, Any] = {READ_ONLY_OPTION: True}
-        if not db.settings.is_sqlite:
-            options["postgresql_readonly"] = True
-        made = sessionmaker(db.engine.execution_options(**options), expire_on_commit=False)
-        current_app.extensions["flagging.read_only_sessions"] = made
-    return made
-
-
 @contextmanager
-def _reading(db: Database) -> Iterator[Session]:
-    with _read_only_sessions(db)() as session:
+def _reading(db: Transactions) -> Iterator[Session]:
+    """The storage's read session (SQLite: a deferred BEGIN, no write lock), which on
+    PostgreSQL is also told it may not write."""
+    with db.reading() as session:
+        if db.engine.dialect.name == "postgresql":
+            session.execute(text("SET TRANSACTION READ ONLY"))
         yield session  # nothing to commit: closing the session rolls back
 
 

@@ -40,7 +40,6 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import Engine, create_engine, insert, text, update  # noqa: E402
 
-from flagging.migrate import upgrade  # noqa: E402
 from flagging.models import (  # noqa: E402
     Document,
     DocumentVersion,
@@ -52,6 +51,7 @@ from flagging.models import (  # noqa: E402
     Sender,
     metadata,
 )
+from flagging.storage.migrate import upgrade  # noqa: E402
 from flagging.tokens import hash_token  # noqa: E402
 from tests import samples  # noqa: E402
 

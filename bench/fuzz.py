@@ -19,15 +19,11 @@ cache (up to 64 MiB of pages, emptied by the WAL checkpoint every 30 s): printed
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
-import signal
 import sqlite3
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -35,105 +31,53 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests import fuzzing, samples  # noqa: E402  (the project root must be on sys.path first)
+from bench.service import (  # noqa: E402  (the project root must be on sys.path first)
+    FLAGGING,
+    ServiceProcess,
+    prepare,
+    service_env,
+    stop_on_sigterm,
+)
+from tests import fuzzing, samples  # noqa: E402
 
-BANNER = re.compile(r"web on http://([^\s:]+):(\d+), MLLP on ([^\s:]+):(\d+)")
+BANNER = r"web on http://([^\s:]+):(\d+), MLLP on ([^\s:]+):(\d+)"
 MAX_GROWTH = 0.10
-SQLITE_CACHE_MIB = 64  # the writer connection's cache_size (flagging/db.py)
+SQLITE_CACHE_MIB = 64  # the writer connection's cache_size (flagging/storage/engine.py)
 
 
 class Service:
     """`flagging serve` in a fresh instance folder; its stderr is counted, the tail kept."""
 
     def __init__(self, instance: Path) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FLAGGING_")}
-        env.update(
-            FLAGGING_INSTANCE_PATH=str(instance),
-            FLAGGING_ENV="test",
-            FLAGGING_SECRET_KEY="x",  # noqa: S106 (a throw-away instance)
-            FLAGGING_LOG_LEVEL="WARNING",
-            FLAGGING_HTTP_PORT="0",
-            FLAGGING_MLLP_PORT="0",
-            PYTHONUNBUFFERED="1",
-        )
-        flagging = str(ROOT / ".venv" / "bin" / "flagging")
-        self.token = ""
-        for args in (
-            ["db", "upgrade"],
-            ["senders", "add", samples.SENDER, "--name", "Fuzz"],
-            ["practices", "add", samples.PRACTICE, "--name", "Fuzz"],
-        ):
-            done = subprocess.run(
-                [flagging, *args], env=env, cwd=ROOT, capture_output=True, text=True
-            )
-            if done.returncode != 0:
-                raise RuntimeError(f"flagging {' '.join(args)} failed:\n{done.stderr}")
-            if args[0] == "senders":
-                self.token = _token(done.stdout + done.stderr)
+        env = service_env(instance, FLAGGING_HTTP_PORT="0", FLAGGING_MLLP_PORT="0")
+        self.token = _token(prepare(env, samples.SENDER, [samples.PRACTICE], "Fuzz"))
         self.database = instance / "flagging.sqlite3"
         self.log_lines = 0
         self.access_lines = 0
         self.tail: deque[str] = deque(maxlen=20)
-        self.http: tuple[str, int] = ("", 0)
-        self.mllp: tuple[str, int] = ("", 0)
-        self._ready = threading.Event()
-        self.proc = subprocess.Popen(
-            [flagging, "serve"],
-            env=env,
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        threading.Thread(target=self._drain, daemon=True).start()
-        if not self._ready.wait(60) or not self.mllp[1]:
-            self.stop()
-            raise RuntimeError("flagging serve did not start:\n" + "".join(self.tail))
+        self.process = ServiceProcess(
+            "flagging serve", [FLAGGING, "serve"], env, [BANNER], on_line=self._count
+        ).wait_ready()
+        match = self.process.match
+        assert match is not None
+        self.http = (match.group(1), int(match.group(2)))
+        self.mllp = (match.group(3), int(match.group(4)))
 
-    def _drain(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            if not self._ready.is_set():
-                match = BANNER.search(line)
-                if match:
-                    self.http = (match.group(1), int(match.group(2)))
-                    self.mllp = (match.group(3), int(match.group(4)))
-                    self._ready.set()
-                    continue
-            if " werkzeug " in line:  # the web server's access log, a line a request
-                self.access_lines += 1
-                continue
-            self.log_lines += 1
-            self.tail.append(line)
-        self._ready.set()
+    def _count(self, line: str) -> None:
+        if re.search(BANNER, line):
+            return
+        if " werkzeug " in line:  # the web server's access log, a line a request
+            self.access_lines += 1
+            return
+        self.log_lines += 1
+        self.tail.append(line)
 
     def rss_mib(self) -> tuple[float, float]:
         """Resident memory of the service process and of its children (the writer)."""
-        own = children = 0
-        for status in Path("/proc").glob("[0-9]*/status"):
-            try:
-                text = status.read_text()
-            except OSError:
-                continue
-            ppid = re.search(r"^PPid:\s+(\d+)", text, re.M)
-            rss = re.search(r"^VmRSS:\s+(\d+) kB", text, re.M)
-            if rss is None:
-                continue
-            if status.parent.name == str(self.proc.pid):
-                own = int(rss.group(1))
-            elif ppid and ppid.group(1) == str(self.proc.pid):
-                children += int(rss.group(1))
-        return own / 1024, children / 1024
+        return self.process.rss_mib()
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        self.process.stop(60)
 
 
 def _token(output: str) -> str:
@@ -203,7 +147,8 @@ def run(args: argparse.Namespace) -> int:
 
     # The service process (listener and web) must end where it was after the warm-up. The
     # writer's RSS rises and falls with its SQLite page cache (bounded by cache_size, 64 MiB
-    # of pages, and emptied by the checkpoint every 30 s, flagging.db.Database.keep_wal):
+    # of pages, and emptied by the checkpoint every 30 s, Database.keep_wal in
+    # flagging/storage/engine.py):
     # its figures are printed, at every progress line too, not judged here
     # (tests/integration/test_memory.py checks that it gives back large messages).
     growth = (rss_end[0] - rss_warm[0]) / rss_warm[0]
@@ -249,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main() -> int:
     # Stopped with SIGTERM, still stop the service and remove its folder (the `finally`s).
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(2))
+    stop_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--mllp", type=int, default=1_000_000, help="MLLP inputs (1,000,000)")
     parser.add_argument("--http", type=int, default=50_000, help="HTTP inputs (50,000)")

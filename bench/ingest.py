@@ -1,13 +1,16 @@
 """MLLP ingest benchmark: our service against a minimal reference pipeline, same client, same box.
 
-Run `.venv/bin/python bench/ingest.py` (full, about 2-3 minutes) or with `--quick` (about 20 s).
-Both servers run as separate processes listening on 127.0.0.1 with fresh SQLite databases
-(WAL, synchronous=FULL, one commit per message); the same load generator drives both, so the
-ratio ours/reference is what to compare across machines. See bench/README.md.
+Run `.venv/bin/python bench/ingest.py` (SQLite, about 4 minutes), or with `--database
+postgresql://postgres@127.0.0.1:5432/` (PostgreSQL, about 5 minutes); `--quick` for a short run
+that compares two commits. Every server listens on 127.0.0.1; each group of runs gets fresh
+databases (on PostgreSQL, databases named flagging_bench_<pid>_... that the bench creates and
+drops); the same load generator drives ours and the reference, so the ratio ours/reference is
+what to compare across machines. See bench/README.md.
 
-The reference server (`--reference-server DB`) is the floor any durable-before-ACK Python
+The reference server (`--reference-server URL`) is the floor any durable-before-ACK Python
 pipeline pays: one thread per connection, buffered recv, VT..FS CR framing, split-based
-extraction of a few MSH fields, one SQLite insert and commit per message under a lock, an ACK.
+extraction of a few MSH fields, one insert committed per message (SQLite: under a lock, WAL,
+synchronous=FULL; PostgreSQL: an autocommit INSERT on the connection's own session), an ACK.
 """
 
 from __future__ import annotations
@@ -17,28 +20,37 @@ import collections
 import contextlib
 import os
 import random
-import re
 import shutil
 import signal
 import socket
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests import samples  # noqa: E402  (the project root must be on sys.path first)
+from bench.service import (  # noqa: E402  (the project root must be on sys.path first)
+    ServiceProcess,
+    prepare,
+    service_env,
+    start_all,
+    stop_on_sigterm,
+)
+from tests import samples  # noqa: E402
 
 VT, FS, CR = b"\x0b", b"\x1c", b"\x0d"
 END = FS + CR
 UID = "@UID@"  # placeholder in message templates: replaced by a unique id per message
-TARGET_RATIO = 0.50  # ours / reference on 8 connections, MDM
 
 
 # Messages ---------------------------------------------------------------------------------------
@@ -78,35 +90,60 @@ class Template:
         return uid.join(self.parts)
 
 
-def mdm_templates() -> list[Template]:
-    """~6.6 KB MDM^T02 with 40 OBX TX lines, one template per test NHS number."""
+def practice_codes(count: int) -> list[str]:
+    """`count` GP practice ODS codes, the samples' own first (A81001, A81002, ...)."""
+    first = int(samples.PRACTICE[1:])
+    return [f"{samples.PRACTICE[0]}{first + i:05d}" for i in range(count)]
+
+
+def _people(practices: int) -> list[tuple[str, str]]:
+    """(NHS number, practice) pairs: every practice, the test NHS numbers in turn."""
+    count = max(practices, len(samples.NHS_NUMBERS))
+    codes = practice_codes(practices)
+    return [(samples.NHS_NUMBERS[i % 5], codes[i % practices]) for i in range(count)]
+
+
+def mdm_templates(practices: int) -> list[Template]:
+    """~6.6 KB MDM^T02 with 40 OBX TX lines, spread over `practices` practices."""
     lines = _report_lines(40, 130)
     return [
         Template(
-            samples.mdm("T02", control_id=UID, number=f"DOC-{UID}", nhs_number=nhs, lines=lines)
+            samples.mdm(
+                "T02",
+                control_id=UID,
+                number=f"DOC-{UID}",
+                nhs_number=nhs,
+                practice=practice,
+                lines=lines,
+            )
         )
-        for nhs in samples.NHS_NUMBERS
+        for nhs, practice in _people(practices)
     ]
 
 
-def oru_templates() -> list[Template]:
+def oru_templates(practices: int) -> list[Template]:
     """~200 KB ORU^R01 whose report is a base64 PDF in one OBX ED."""
     observations = samples.obx_pdf(_fake_pdf(148 * 1024))
     return [
         Template(
             samples.oru(
-                control_id=UID, number=f"RPT-{UID}", nhs_number=nhs, observations=observations
+                control_id=UID,
+                number=f"RPT-{UID}",
+                nhs_number=nhs,
+                practice=practice,
+                observations=observations,
             )
         )
-        for nhs in samples.NHS_NUMBERS
+        for nhs, practice in _people(practices)
     ]
 
 
 # Reference server -------------------------------------------------------------------------------
 
 
-REF_SCHEMA = """
-CREATE TABLE IF NOT EXISTS messages (
+REF_SCHEMA = {
+    "sqlite": """
+CREATE TABLE messages (
     id INTEGER PRIMARY KEY,
     received_at TEXT NOT NULL,
     sending_facility TEXT NOT NULL,
@@ -114,75 +151,88 @@ CREATE TABLE IF NOT EXISTS messages (
     control_id TEXT NOT NULL,
     raw BLOB NOT NULL
 )
-"""
+""",
+    "postgresql": """
+CREATE TABLE messages (
+    id BIGSERIAL PRIMARY KEY,
+    received_at TEXT NOT NULL,
+    sending_facility TEXT NOT NULL,
+    message_type TEXT NOT NULL,
+    control_id TEXT NOT NULL,
+    raw BYTEA NOT NULL
+)
+""",
+}
+REF_INSERT = (
+    "INSERT INTO messages (received_at, sending_facility, message_type, control_id, raw) "
+    "VALUES ({0}, {0}, {0}, {0}, {0})"
+)
 
 
-def _connect_reference_db(path: str) -> sqlite3.Connection:
+def _connect_reference_sqlite(path: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     return conn
 
 
-def run_reference_server(db_path: str, host: str, port: int) -> int:
-    setup = _connect_reference_db(db_path)
-    setup.execute(REF_SCHEMA)
-    setup.close()
-    write_lock = threading.Lock()
+Insert = Callable[[tuple[object, ...]], None]
 
-    def ack(payload: bytes) -> bytes:
-        msh = payload.split(CR, 1)[0].split(b"|")
-        msh += [b""] * (12 - len(msh))
-        control_id = msh[9]
-        now = time.strftime("%Y%m%d%H%M%S").encode()
-        event = msh[8].split(b"^")[1] if b"^" in msh[8] else b""
-        return (
-            b"MSH|^~\\&|"
-            + msh[4]
-            + b"|"
-            + msh[5]
-            + b"|"
-            + msh[2]
-            + b"|"
-            + msh[3]
-            + b"|"
-            + now
-            + b"||ACK^"
-            + event
-            + b"^ACK|A"
-            + control_id
-            + b"|P|"
-            + msh[11]
-            + b"\rMSA|AA|"
-            + control_id
-            + b"\r"
-        )
 
-    def store(db: sqlite3.Connection, payload: bytes) -> None:
-        msh = payload.split(CR, 1)[0].split(b"|")
-        received = time.strftime("%Y-%m-%dT%H:%M:%S")
-        row = (
-            received,
-            msh[3].decode("latin-1"),
-            msh[8].decode("latin-1"),
-            msh[9].decode("latin-1"),
-            payload,
-        )
-        with write_lock:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.execute(
-                    "INSERT INTO messages (received_at, sending_facility, message_type, "
-                    "control_id, raw) VALUES (?, ?, ?, ?, ?)",
-                    row,
-                )
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+def _reference_writer(url: str) -> Callable[[], tuple[Insert, Callable[[], None]]]:
+    """For each connection: a function that durably inserts one row, and one that closes."""
+    if url.startswith("postgresql"):
+
+        def open_pg() -> tuple[Insert, Callable[[], None]]:
+            db = psycopg.connect(url, autocommit=True)
+            sql = REF_INSERT.format("%s")
+
+            def insert(row: tuple[object, ...]) -> None:
+                db.execute(sql, row)
+
+            return insert, db.close
+
+        return open_pg
+
+    path = url.removeprefix("sqlite:///")
+    write_lock = threading.Lock()  # one writer at a time in this process, as SQLite wants
+
+    def open_sqlite() -> tuple[Insert, Callable[[], None]]:
+        db = _connect_reference_sqlite(path)
+        sql = REF_INSERT.format("?")
+
+        def insert(row: tuple[object, ...]) -> None:
+            with write_lock:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    db.execute(sql, row)
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+
+        return insert, db.close
+
+    return open_sqlite
+
+
+def _reference_ack(payload: bytes) -> bytes:
+    msh = payload.split(CR, 1)[0].split(b"|")
+    msh += [b""] * (12 - len(msh))
+    control_id = msh[9]
+    now = time.strftime("%Y%m%d%H%M%S").encode()
+    event = msh[8].split(b"^")[1] if b"^" in msh[8] else b""
+    return b"MSH|^~\\&|%s|%s|%s|%s|%s||ACK^%s^ACK|A%s|P|%s\rMSA|AA|%s\r" % (
+        msh[4], msh[5], msh[2], msh[3], now, event, control_id, msh[11], control_id,
+    )  # fmt: skip
+
+
+def run_reference_server(url: str, host: str, port: int) -> int:
+    """Serve MLLP until SIGTERM: one thread per connection, one durable insert per message."""
+    open_writer = _reference_writer(url)
 
     def serve(conn: socket.socket) -> None:
-        db = _connect_reference_db(db_path)
+        insert, close = open_writer()
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         buf = bytearray()
         scanned = 0
@@ -205,13 +255,22 @@ def run_reference_server(db_path: str, host: str, port: int) -> int:
                     payload = bytes(buf[start + 1 : end])
                     del buf[: end + 2]
                     scanned = 0
-                    store(db, payload)
-                    conn.sendall(VT + ack(payload) + END)
+                    msh = payload.split(CR, 1)[0].split(b"|")
+                    insert(
+                        (
+                            time.strftime("%Y-%m-%dT%H:%M:%S"),
+                            msh[3].decode("latin-1"),
+                            msh[8].decode("latin-1"),
+                            msh[9].decode("latin-1"),
+                            payload,
+                        )
+                    )
+                    conn.sendall(VT + _reference_ack(payload) + END)
         except OSError:
             return
         finally:
             conn.close()
-            db.close()
+            close()
 
     server = socket.create_server((host, port), backlog=128)
     bound_host, bound_port = server.getsockname()[:2]
@@ -222,127 +281,121 @@ def run_reference_server(db_path: str, host: str, port: int) -> int:
         threading.Thread(target=serve, args=(conn,), daemon=True).start()
 
 
-# Server processes -------------------------------------------------------------------------------
+# Databases and servers --------------------------------------------------------------------------
 
 
-class Server:
-    """A server subprocess whose stderr names its address; stopped with terminate, then kill.
+class Databases:
+    """The run's databases: SQLite files in the work folder, or databases on a PostgreSQL
+    server named flagging_bench_<pid>_<name>, created for the run and all dropped at its end
+    (so two runs on one server never collide)."""
 
-    `ready` is the banner that says the server accepts connections; `addresses` are patterns
-    (host, port groups) tried in order on everything written to stderr so far. Our service
-    prints its banner with print() while the accept thread logs "MLLP listener on H:P" at
-    the same moment, and the two writes can interleave ("...on 127.0.0.1:35665" + log line +
-    "\n"): the log line, written in one piece, is then the reliable source of the port.
-    """
+    def __init__(self, server_url: str, workdir: Path) -> None:
+        self.server_url = server_url
+        self.workdir = workdir
+        self.prefix = f"flagging_bench_{os.getpid()}"
+        self.created: list[str] = []
 
-    def __init__(
-        self, name: str, argv: list[str], env: dict[str, str], ready: str, addresses: list[str]
-    ) -> None:
-        self.name = name
-        self.lines: list[str] = []
-        self.host, self.port = "", 0
-        self._ready = ready
-        self._addresses = [re.compile(a) for a in addresses]
-        self._started = threading.Event()
-        self.proc = subprocess.Popen(
-            argv,
-            env=env,
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        threading.Thread(target=self._drain, daemon=True).start()
-        if not self._started.wait(30) or not self.port:
-            self.stop()
-            raise RuntimeError(f"{name} did not start:\n" + "".join(self.lines[-20:]))
+    @property
+    def postgresql(self) -> bool:
+        return self.server_url.startswith("postgresql")
 
-    def _drain(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line)
-            if self.port:
-                continue
-            text = "".join(self.lines)
-            if self._ready not in text:
-                continue
-            for pattern in self._addresses:
-                match = pattern.search(text)
-                if match and 0 < int(match.group(2)) < 65536:
-                    self.host, self.port = match.group(1), int(match.group(2))
-                    self._started.set()
-                    break
-        self._started.set()  # the process ended
+    def describe(self) -> str:
+        if not self.postgresql:
+            return f"SQLite {sqlite3.sqlite_version} in {self.workdir}"
+        with self._admin() as admin:
+            row = admin.execute("SHOW server_version").fetchone()
+        parts = urlsplit(self.server_url)
+        return f"PostgreSQL {row[0] if row else '?'} at {parts.hostname}:{parts.port or 5432}"
 
-    def cpu_seconds(self) -> float:
-        """User + system CPU time so far of the server process and its children (our writer
-        process); Linux /proc, 0 elsewhere."""
-        total = 0.0
-        for stat in Path("/proc").glob("[0-9]*/stat"):
+    @contextlib.contextmanager
+    def _admin(self) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+        with psycopg.connect(self.server_url, autocommit=True) as conn:
+            yield conn
+
+    def url(self, name: str) -> str:
+        if not self.postgresql:
+            return f"sqlite:///{self.workdir / f'{name}.sqlite3'}"
+        parts = urlsplit(self.server_url)
+        return urlunsplit(parts._replace(path=f"/{self.prefix}_{name}"))
+
+    def create(self, name: str, template: str = "") -> str:
+        """A new database (a copy of `template`, another of the run's, when given); its URL."""
+        url = self.url(name)
+        if self.postgresql:
+            copy = f' TEMPLATE "{self.prefix}_{template}"' if template else ""
+            with self._admin() as admin:
+                admin.execute(f'CREATE DATABASE "{self.prefix}_{name}"{copy}')
+        elif template:
+            with (
+                sqlite3.connect(self.url(template).removeprefix("sqlite:///")) as source,
+                sqlite3.connect(url.removeprefix("sqlite:///")) as target,
+            ):
+                source.backup(target)
+        self.created.append(name)
+        return url
+
+    def execute(self, url: str, sql: str) -> None:
+        if self.postgresql:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(sql)
+        else:
+            with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as conn:
+                conn.execute(sql)
+
+    def count(self, url: str, sql: str) -> int:
+        if self.postgresql:
+            with psycopg.connect(url) as conn:
+                row = conn.execute(sql).fetchone()
+        else:
+            path = url.removeprefix("sqlite:///")
+            with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+                row = conn.execute(sql).fetchone()
+        return int(row[0]) if row else 0
+
+    def drop(self, name: str) -> None:
+        if name not in self.created:
+            return
+        self.created.remove(name)
+        if self.postgresql:
+            with self._admin() as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{self.prefix}_{name}" WITH (FORCE)')
+        else:
+            path = Path(self.url(name).removeprefix("sqlite:///"))
+            for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+                leftover.unlink(missing_ok=True)
+
+    def drop_all(self) -> None:
+        for name in list(reversed(self.created)):
             try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if stat.parent.name == str(self.proc.pid) or fields[1] == str(self.proc.pid):
-                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        return total
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+                self.drop(name)
+            except Exception as exc:  # report and go on: the others still need dropping
+                print(f"could not drop database {name}: {exc}", file=sys.stderr)
 
 
-def _service_env(instance: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLAGGING_")}
-    env.update(
-        FLAGGING_INSTANCE_PATH=str(instance),
-        FLAGGING_ENV="test",
-        FLAGGING_SECRET_KEY="x",  # noqa: S106 (a throw-away test instance)
-        FLAGGING_LOG_LEVEL="WARNING",
-        PYTHONUNBUFFERED="1",
+MLLP_ADDRESSES = [r"MLLP listener on ([^\s:]+):(\d+)\n", r"flagging: MLLP on ([^\s:]+):(\d+)\n"]
+
+
+def start_ours(env: dict[str, str], processes: int) -> list[ServiceProcess]:
+    """`processes` `flagging mllp` listeners on their own free ports, one database."""
+    argv = [str(ROOT / ".venv" / "bin" / "flagging"), "mllp", "--port", "0"]
+    return start_all(
+        [
+            partial(ServiceProcess, f"ours #{i + 1}", argv, env, MLLP_ADDRESSES)
+            for i in range(processes)
+        ]
     )
-    return env
 
 
-def start_ours(workdir: Path) -> tuple[Server, Path]:
-    instance = workdir / "ours"
-    env = _service_env(instance)
-    flagging = str(ROOT / ".venv" / "bin" / "flagging")
-    for args in (
-        ["db", "upgrade"],
-        ["senders", "add", samples.SENDER, "--name", "Bench"],
-        ["practices", "add", samples.PRACTICE, "--name", "Bench"],
-    ):
-        done = subprocess.run([flagging, *args], env=env, cwd=ROOT, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"flagging {' '.join(args)} failed:\n{done.stderr}")
-    server = Server(
-        "ours",
-        [flagging, "mllp", "--port", "0"],
-        env,
-        "flagging: MLLP on ",
-        [r"MLLP listener on ([^\s:]+):(\d+)\n", r"flagging: MLLP on ([^\s:]+):(\d+)\n"],
+def start_reference(url: str, processes: int) -> list[ServiceProcess]:
+    argv = [sys.executable, str(Path(__file__).resolve()), "--reference-server", url]
+    pattern = [r"reference: MLLP on ([^\s:]+):(\d+)\n"]
+    env = dict(os.environ)
+    return start_all(
+        [
+            partial(ServiceProcess, f"reference #{i + 1}", argv, env, pattern)
+            for i in range(processes)
+        ]
     )
-    return server, instance / "flagging.sqlite3"
-
-
-def start_reference(workdir: Path) -> tuple[Server, Path]:
-    db = workdir / "reference.sqlite3"
-    argv = [sys.executable, str(Path(__file__).resolve()), "--reference-server", str(db)]
-    server = Server(
-        "reference",
-        argv,
-        dict(os.environ),
-        "reference: MLLP on ",
-        [r"reference: MLLP on ([^\s:]+):(\d+)\n"],
-    )
-    return server, db
 
 
 # Load generator ---------------------------------------------------------------------------------
@@ -406,7 +459,7 @@ class Connection:
 
 
 def run_load(
-    server: Server,
+    servers: list[ServiceProcess],
     templates: list[Template],
     *,
     tag: str,
@@ -415,7 +468,8 @@ def run_load(
     max_messages: int,
     max_seconds: float,
 ) -> tuple[Result, int]:
-    """Drive `server`; return the measured result and the number of AAs (warm-up included)."""
+    """Drive `servers` (connection i goes to server i mod n); return the measured result and
+    the number of AAs (warm-up included)."""
     result = Result()
     lock = threading.Lock()
     per_conn = [
@@ -461,7 +515,7 @@ def run_load(
                 problem = ack.decode("latin-1").replace("\r", "\n")
 
         try:
-            conn = Connection(server.host, server.port)
+            conn = Connection(*servers[index % len(servers)].address)
             for seq in range(warmup):
                 one(seq)
         except BaseException as exc:  # still meet the barrier, then report
@@ -504,16 +558,16 @@ def run_load(
     # (Server CPU is sampled just before: it includes the tail of the warm-up, a few messages.)
     while barrier.n_waiting < connections and any(t.is_alive() for t in threads):
         time.sleep(0.005)
-    cpu0 = server.cpu_seconds()
+    cpu0 = sum(server.cpu_seconds() for server in servers)
     barrier.wait()
     for t in threads:
         t.join(max_seconds + 120)
-    result.cpu = server.cpu_seconds() - cpu0
+    result.cpu = sum(server.cpu_seconds() for server in servers) - cpu0
     result.seconds = (max(ends) if ends else time.perf_counter()) - timing["start"]
     return result, accepted[0]
 
 
-# Scenarios and report ---------------------------------------------------------------------------
+# Plan -------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -524,7 +578,13 @@ class Scenario:
     connections: int
     max_messages: int
     max_seconds: float
-    warmup: int
+    warmup: int  # messages per connection before the clock starts
+    processes: int = 1
+    practices: int = 1
+
+    @property
+    def name(self) -> str:
+        return f"({self.key}) {self.label} x{self.connections} p{self.processes} k{self.practices}"
 
 
 def scenarios(quick: bool) -> list[Scenario]:
@@ -537,33 +597,165 @@ def scenarios(quick: bool) -> list[Scenario]:
             Scenario("c8", "ORU 200 KB", "oru", 8, 600, 3.0, 2),
         ]
     return [
-        Scenario("a", "MDM 6.6 KB", "mdm", 1, 20_000, 15.0, 100),
-        Scenario("b", "MDM 6.6 KB", "mdm", 8, 30_000, 20.0, 30),
-        Scenario("c1", "ORU 200 KB", "oru", 1, 2_000, 12.0, 20),
-        Scenario("c8", "ORU 200 KB", "oru", 8, 2_000, 12.0, 5),
+        Scenario("a", "MDM 6.6 KB", "mdm", 1, 20_000, 12.0, 100),
+        Scenario("b", "MDM 6.6 KB", "mdm", 8, 30_000, 15.0, 30),
+        Scenario("c1", "ORU 200 KB", "oru", 1, 2_000, 10.0, 20),
+        Scenario("c8", "ORU 200 KB", "oru", 8, 2_000, 10.0, 5),
     ]
 
 
-def _count(db: Path, sql: str) -> int:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return int(conn.execute(sql).fetchone()[0])
-    finally:
-        conn.close()
+def make_plan(
+    *,
+    quick: bool,
+    postgresql: bool,
+    only: list[str] | None,
+    processes: list[int],
+    practices: list[int],
+    seconds: float | None,
+) -> list[Scenario]:
+    """The runs, grouped by (processes, practices): each group gets fresh databases.
+
+    The MDM over 8 connections runs at every process count and practice count asked for; the
+    others at the first process count, and the ORU at the first practice count only (one
+    connection uses one listener whatever the number of processes)."""
+    plan = []
+    for base in scenarios(quick):
+        if only and base.key not in only:
+            continue
+        for n in processes if base.key == "b" else processes[:1]:
+            for k in practices if base.kind == "mdm" else practices[:1]:
+                sc = replace(base, processes=n, practices=k)
+                if seconds:
+                    sc = replace(sc, max_messages=sc.max_messages * 100, max_seconds=seconds)
+                plan.append(sc)
+    plan.sort(key=lambda s: (s.processes, s.practices))  # stable: a, b, c1, c8 in each group
+    return plan
 
 
-def report_checks(
-    rows: list[tuple[Scenario, Result, Result]],
-    accepted: dict[str, int],
-    ours_db: Path | None,
-    ref_db: Path | None,
-) -> int:
-    """Print the non-AA answers and compare what each database holds with the AAs received."""
+# Running ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    scenario: Scenario
+    ours: Result
+    ref: Result
+    load: float  # the machine's 1-minute load average when the pair ended
+
+    @property
+    def ratio(self) -> float:
+        return self.ours.rate / self.ref.rate if self.ref.rate else float("nan")
+
+
+@dataclass
+class Outcome:
+    rows: list[Row] = field(default_factory=list)
+    status: int = 0
+
+
+def run(args: argparse.Namespace, plan: list[Scenario], dbs: Databases, workdir: Path) -> Outcome:
+    """Run the plan group by group: fresh databases, servers started, each scenario against the
+    reference and then ours, servers stopped, databases checked against the AAs, dropped."""
+    run_id = f"{random.randrange(0x10000):04X}"
+    out = Outcome()
+    most = max(s.practices for s in plan)
+    codes = practice_codes(most)
+    print(
+        f"{dbs.describe()}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; "
+        f"registering sender {samples.SENDER} and {most} practice(s) "
+        f"{codes[0]}{'..' + codes[-1] if most > 1 else ''}",
+        flush=True,
+    )
+    instance = workdir / "instance"
+    template = dbs.create("template")
+    prepare(service_env(instance, template), samples.SENDER, codes, "Bench")
+    templates: dict[tuple[str, int], list[Template]] = {}
+    groups: dict[tuple[int, int], list[Scenario]] = {}
+    for sc in plan:
+        groups.setdefault((sc.processes, sc.practices), []).append(sc)
+    for number, ((processes, practices), group) in enumerate(groups.items(), start=1):
+        ours_url = dbs.create(f"g{number}", template="template")
+        ref_url = dbs.create(f"g{number}_ref")
+        dbs.execute(ref_url, REF_SCHEMA["postgresql" if dbs.postgresql else "sqlite"])
+        accepted = {"ours": 0, "reference": 0}
+        servers: list[ServiceProcess] = []
+        try:
+            ours = start_ours(service_env(instance, ours_url), processes)
+            servers += ours
+            ref = start_reference(ref_url, processes)
+            servers += ref
+            print(
+                f"group {number}: {processes} process(es), {practices} practice(s); ours on "
+                + ", ".join(f"{h}:{p}" for h, p in (s.address for s in ours))
+                + "; reference on "
+                + ", ".join(f"{h}:{p}" for h, p in (s.address for s in ref)),
+                flush=True,
+            )
+            for sc in group:
+                key = (sc.kind, practices)
+                if key not in templates:
+                    make = mdm_templates if sc.kind == "mdm" else oru_templates
+                    templates[key] = make(practices)
+                results = {}
+                # Reference first, then ours, per scenario: both see the same machine state.
+                for name, target in (("reference", ref), ("ours", ours)):
+                    tag = f"{run_id}{number}{sc.key.upper()}{name[0].upper()}"
+                    res, aa = run_load(
+                        target,
+                        templates[key],
+                        tag=tag,
+                        connections=sc.connections,
+                        warmup=sc.warmup,
+                        max_messages=sc.max_messages,
+                        max_seconds=sc.max_seconds,
+                    )
+                    accepted[name] += aa
+                    results[name] = res
+                    print(
+                        f"  {sc.name} {name:<9}: {res.rate:8.1f} msg/s, "
+                        f"p50 {res.percentile(50):.2f} ms, p99 {res.percentile(99):.2f} ms, "
+                        f"{res.messages} msgs in {res.seconds:.1f} s, ACKs {dict(res.codes)}",
+                        flush=True,
+                    )
+                    if res.first_problem:
+                        print(f"    first problem ({name}): {res.first_problem.strip()[:600]}")
+                out.rows.append(Row(sc, results["ours"], results["reference"], os.getloadavg()[0]))
+        finally:
+            for server in servers:
+                server.stop()
+        out.status = max(out.status, check_stored(dbs, ours_url, ref_url, accepted))
+        dbs.drop(f"g{number}")
+        dbs.drop(f"g{number}_ref")
+    return out
+
+
+def check_stored(dbs: Databases, ours_url: str, ref_url: str, accepted: dict[str, int]) -> int:
+    """Compare what each database holds with the AAs its server sent; 1 on a mismatch."""
+    docs = dbs.count(ours_url, "SELECT count(*) FROM documents")
+    versions = dbs.count(ours_url, "SELECT count(*) FROM document_versions")
+    received = dbs.count(ours_url, "SELECT count(*) FROM inbound_messages")
+    stored = dbs.count(ref_url, "SELECT count(*) FROM messages")
+    ours_ok = docs == accepted["ours"]
+    ref_ok = stored == accepted["reference"]
+    print(
+        f"  ours: {accepted['ours']} AA (warm-up included); database holds {received} messages, "
+        f"{docs} documents, {versions} versions: {'OK' if ours_ok else 'MISMATCH (a bug)'}; "
+        f"reference: {accepted['reference']} AA, {stored} rows: {'OK' if ref_ok else 'MISMATCH'}",
+        flush=True,
+    )
+    return 0 if ours_ok and ref_ok else 1
+
+
+# Report -----------------------------------------------------------------------------------------
+
+
+def report_answers(rows: list[Row]) -> int:
+    """Print the non-AA answers of each side; 1 if there were any."""
     status = 0
-    for index, name in enumerate(("ours", "reference"), start=1):
+    for name in ("ours", "reference"):
         bad: collections.Counter[str] = collections.Counter()
-        for _, ours, ref in rows:
-            res = ours if index == 1 else ref
+        for row in rows:
+            res = row.ours if name == "ours" else row.ref
             bad.update({c: n for c, n in res.codes.items() if c != "AA"})
             bad.update({f"{c} (warm-up)": n for c, n in res.warmup_bad.items()})
         if bad:
@@ -571,54 +763,163 @@ def report_checks(
             print(f"NON-AA answers from {name} (a bug): {dict(bad)}")
         else:
             print(f"{name}: every ACK was AA")
-    if ours_db is not None and ours_db.exists():
-        docs = _count(ours_db, "SELECT count(*) FROM documents")
-        versions = _count(ours_db, "SELECT count(*) FROM document_versions")
-        received = _count(ours_db, "SELECT count(*) FROM inbound_messages")
-        ok = docs == accepted["ours"]
-        status = max(status, 0 if ok else 1)
-        print(
-            f"ours: {accepted['ours']} AA (warm-up included); database holds {received} messages, "
-            f"{docs} documents, {versions} versions: {'OK' if ok else 'MISMATCH (a bug)'}"
-        )
-    if ref_db is not None and ref_db.exists():
-        stored = _count(ref_db, "SELECT count(*) FROM messages")
-        ok = stored == accepted["reference"]
-        status = max(status, 0 if ok else 1)
-        print(
-            f"reference: {accepted['reference']} AA; database holds {stored} messages: "
-            f"{'OK' if ok else 'MISMATCH'}"
-        )
     return status
 
 
-def print_table(rows: list[tuple[Scenario, Result, Result]], sizes: dict[str, int]) -> None:
+def _one_process(rows: list[Row], row: Row) -> Row | None:
+    for other in rows:
+        sc = other.scenario
+        if sc.processes == 1 and replace(sc, processes=row.scenario.processes) == row.scenario:
+            return other
+    return None
+
+
+def print_table(rows: list[Row], sizes: dict[str, int]) -> None:
     head = (
-        f"{'scenario':<22} {'ours msg/s':>10} {'ref msg/s':>10} {'ours/ref':>8}  "
-        f"{'ours p50':>8} {'ours p99':>8} {'ref p50':>8} {'ref p99':>8}  "
-        f"{'ours cpu':>8} {'ref cpu':>8}  {'n ours':>6} {'n ref':>6}"
+        f"{'scenario':<20} {'prac':>4} {'conn':>4} {'proc':>4}  {'ours msg/s':>10} "
+        f"{'ref msg/s':>9} {'ours/ref':>8} {'x 1 proc':>8}  {'ours p50':>8} {'ours p99':>8} "
+        f"{'ref p99':>7}  {'ours cpu':>8} {'ref cpu':>7}  {'n ours':>6} {'n ref':>6} {'load':>5}"
     )
     print()
-    print("ACK latency in ms; cpu = server process CPU ms per message; n = measured messages")
+    print(
+        "ACK latency in ms; cpu = server processes' CPU ms per message (ours with its SQLite "
+        "writer; not PostgreSQL's backends); x 1 proc = ours msg/s against the same scenario "
+        "with 1 process (the reference's own in brackets); load = 1-minute load average"
+    )
     print(head)
     print("-" * len(head))
-    for sc, ours, ref in rows:
-        name = f"({sc.key}) {sc.label} x{sc.connections}"
-        ratio = ours.rate / ref.rate if ref.rate else float("nan")
+    for row in rows:
+        sc, ours, ref = row.scenario, row.ours, row.ref
+        base = _one_process(rows, row) if sc.processes > 1 else None
+        scale = f"{ours.rate / base.ours.rate:.2f}x" if base and base.ours.rate else ""
+        ref_scale = f"({ref.rate / base.ref.rate:.2f}x)" if base and base.ref.rate else ""
         cpu_o = ours.cpu / ours.messages * 1e3 if ours.messages else float("nan")
         cpu_r = ref.cpu / ref.messages * 1e3 if ref.messages else float("nan")
         print(
-            f"{name:<22} {ours.rate:>10.1f} {ref.rate:>10.1f} {ratio:>7.0%}  "
-            f"{ours.percentile(50):>8.2f} {ours.percentile(99):>8.2f} "
-            f"{ref.percentile(50):>8.2f} {ref.percentile(99):>8.2f}  "
-            f"{cpu_o:>8.2f} {cpu_r:>8.2f}  {ours.messages:>6} {ref.messages:>6}"
+            f"{'(' + sc.key + ') ' + sc.label:<20} {sc.practices:>4} {sc.connections:>4} "
+            f"{sc.processes:>4}  {ours.rate:>10.1f} {ref.rate:>9.1f} {row.ratio:>8.0%} "
+            f"{scale:>8}  {ours.percentile(50):>8.2f} {ours.percentile(99):>8.2f} "
+            f"{ref.percentile(99):>7.2f}  {cpu_o:>8.2f} {cpu_r:>7.2f}  "
+            f"{ours.messages:>6} {ref.messages:>6} {row.load:>5.1f}"
+            + (f"  ref {ref_scale}" if ref_scale else "")
         )
     print("message sizes: " + ", ".join(f"{k} {v:,} bytes" for k, v in sizes.items()))
 
 
+# Issue 13's "Done when" -------------------------------------------------------------------------
+
+
+def _where(sc: Scenario) -> str:
+    return (
+        f"{sc.practices} practice{'s' if sc.practices > 1 else ''}, "
+        f"{sc.processes} process{'es' if sc.processes > 1 else ''}"
+    )
+
+
+def _verdict(label: str, figures: list[tuple[bool, str]], missing: list[str]) -> tuple[bool, str]:
+    met = bool(figures) and all(ok for ok, _ in figures) and not missing
+    shown = "; ".join(text for _, text in figures) or "no figure"
+    if missing:
+        shown += "; not measured in this run: " + ", ".join(missing)
+    return met, f"{label}: {shown} -> {'MET' if met else 'NOT MET'}"
+
+
+def targets(rows: list[Row], postgresql: bool) -> list[tuple[bool, str]]:
+    """One (met, line) per target of issue 13's "Done when" for this database."""
+    mdm = [r for r in rows if r.scenario.kind == "mdm"]
+    by = {(r.scenario.connections, r.scenario.processes, r.scenario.practices): r for r in mdm}
+    processes = (1, 2) if postgresql else (1,)
+    cells = {
+        c: [(c, n, k) for n in (processes if c == 8 else (1,)) for k in (1, 100)] for c in (1, 8)
+    }
+
+    def need(wanted: list[tuple[int, int, int]]) -> list[str]:
+        return [f"{c} conn {k} prac {n} proc" for c, n, k in wanted if (c, n, k) not in by]
+
+    def share(label: str, connections: int, minimum: float) -> tuple[bool, str]:
+        figures = [
+            (r.ratio >= minimum, f"{_where(r.scenario)} {r.ratio:.0%}")
+            for r in mdm
+            if r.scenario.connections == connections
+        ]
+        return _verdict(
+            f"{label} >= {minimum:.0%} of the reference", figures, need(cells[connections])
+        )
+
+    if not postgresql:
+        keys = {r.scenario.key for r in rows}
+        every = [
+            (r.ratio >= 0.50, f"{r.scenario.key} {_where(r.scenario)} {r.ratio:.0%}") for r in rows
+        ]
+        missing = [f"({k})" for k in ("a", "b", "c1", "c8") if k not in keys]
+        return [
+            _verdict(
+                "SQLite: every scenario >= 50% of the reference",
+                every,
+                missing + need(cells[1] + cells[8]),
+            ),
+            share("SQLite: 8 connections", 8, 0.60),
+        ]
+    scaling, never_lower = [], []
+    for k in (1, 100):
+        for (fewer, more), what in (
+            (((1, 1, k), (8, 1, k)), "1 -> 8 connections"),
+            (((8, 1, k), (8, 2, k)), "1 -> 2 processes"),
+        ):
+            low, high = by.get(fewer), by.get(more)
+            if not (low and high and low.ours.rate and low.ref.rate):
+                continue
+            x = high.ours.rate / low.ours.rate
+            never_lower.append((x >= 1.0, f"{k} practice(s) {what} {x:.2f}x"))
+            if what == "1 -> 2 processes":
+                ref_x = high.ref.rate / low.ref.rate
+                scaling.append((x >= 1.3, f"{k} practice(s) {x:.2f}x (reference {ref_x:.2f}x)"))
+    p99 = [
+        (r.ours.percentile(99) < 50, f"{_where(r.scenario)} {r.ours.percentile(99):.1f} ms")
+        for r in mdm
+        if r.scenario.connections == 8
+    ]
+    return [
+        share("PostgreSQL: 8 connections", 8, 0.50),
+        share("PostgreSQL: 1 connection", 1, 0.40),
+        _verdict(
+            "PostgreSQL: 2 processes >= 1.3x 1 process (8 connections)", scaling, need(cells[8])
+        ),
+        _verdict(
+            "PostgreSQL: throughput never lower with more connections or processes",
+            never_lower,
+            need(cells[1] + cells[8]),
+        ),
+        _verdict("PostgreSQL: p99 ACK latency < 50 ms at 8 connections", p99, need(cells[8])),
+    ]
+
+
+# Command line -----------------------------------------------------------------------------------
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="short run (about 20 s)")
+    parser.add_argument("--quick", action="store_true", help="short runs, 1 practice only")
+    parser.add_argument(
+        "--database",
+        metavar="URL",
+        default="",
+        help="a PostgreSQL server (postgresql://postgres@127.0.0.1:5432/) to run on instead of "
+        "SQLite; the bench creates its databases there and drops them at the end",
+    )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        metavar="N",
+        help="N listener processes (and N reference processes); default 1, and 2 as well for "
+        "the 8-connection MDM on PostgreSQL",
+    )
+    parser.add_argument(
+        "--practices",
+        type=int,
+        metavar="K",
+        help="spread the messages over K practices; default 1 and 100 (1 with --quick)",
+    )
     parser.add_argument(
         "--only",
         choices=["a", "b", "c1", "c8"],
@@ -628,109 +929,57 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, help="override each run's wall-time bound")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument(
-        "--check", action="store_true", help="exit 1 when the 8-connection MDM target is not met"
+        "--check", action="store_true", help="exit 1 when a target of issue 13 is not met"
     )
-    parser.add_argument("--reference-server", metavar="DB", help=argparse.SUPPRESS)
+    parser.add_argument("--reference-server", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--host", default="127.0.0.1", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.reference_server:
         return run_reference_server(args.reference_server, args.host, args.port)
+    if args.database and not args.database.startswith(("postgresql://", "postgres://")):
+        parser.error("--database takes a postgresql:// URL (SQLite is the default)")
+    if (args.processes or 1) < 1 or (args.practices or 1) < 1:
+        parser.error("--processes and --practices take a whole number from 1")
 
-    templates = {"mdm": mdm_templates(), "oru": oru_templates()}
+    postgresql = bool(args.database)
+    plan = make_plan(
+        quick=args.quick,
+        postgresql=postgresql,
+        only=args.only,
+        processes=[args.processes] if args.processes else ([1, 2] if postgresql else [1]),
+        practices=[args.practices] if args.practices else ([1] if args.quick else [1, 100]),
+        seconds=args.seconds,
+    )
     sizes = {
-        "MDM": len(templates["mdm"][0].render(b"X" * 12)),
-        "ORU": len(templates["oru"][0].render(b"X" * 12)),
+        "MDM": len(mdm_templates(1)[0].render(b"X" * 12)),
+        "ORU": len(oru_templates(1)[0].render(b"X" * 12)),
     }
-    plan = [s for s in scenarios(args.quick) if not args.only or s.key in args.only]
-    if args.seconds:
-        plan = [
-            Scenario(
-                s.key, s.label, s.kind, s.connections, s.max_messages * 100, args.seconds, s.warmup
-            )
-            for s in plan
-        ]
+    stop_on_sigterm()
     workdir = Path(tempfile.mkdtemp(prefix="flagging-bench-"))
+    dbs = Databases(args.database.replace("postgres://", "postgresql://", 1), workdir)
+    out = Outcome()
     try:
-        return run(args, templates, sizes, plan, workdir)
+        out = run(args, plan, dbs, workdir)
+    except Exception as exc:
+        print(f"bench failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        out.status = 2
     finally:
+        dbs.drop_all()
         if args.keep:
             print(f"kept {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-
-
-def run(
-    args: argparse.Namespace,
-    templates: dict[str, list[Template]],
-    sizes: dict[str, int],
-    plan: list[Scenario],
-    workdir: Path,
-) -> int:
-    """Start both servers, run the plan against each, stop them, print the report."""
-    run_id = f"{random.randrange(0x10000):04X}"
-    servers: list[Server] = []
-    rows: list[tuple[Scenario, Result, Result]] = []
-    accepted = {"ours": 0, "reference": 0}
-    ours_db: Path | None = None
-    ref_db: Path | None = None
-    status = 0
-    try:
-        ours, ours_db = start_ours(workdir)
-        servers.append(ours)
-        ref, ref_db = start_reference(workdir)
-        servers.append(ref)
-        print(
-            f"ours on {ours.host}:{ours.port} (pid {ours.proc.pid}), reference on "
-            f"{ref.host}:{ref.port} (pid {ref.proc.pid}); {os.cpu_count()} CPUs; "
-            f"work folder {workdir}",
-            flush=True,
-        )
-        for sc in plan:
-            results = {}
-            # Reference first, then ours, per scenario: both see the same machine state.
-            for name, server in (("reference", ref), ("ours", ours)):
-                tag = f"{run_id}{sc.key.upper()}{name[0].upper()}"
-                res, aa = run_load(
-                    server,
-                    templates[sc.kind],
-                    tag=tag,
-                    connections=sc.connections,
-                    warmup=sc.warmup,
-                    max_messages=sc.max_messages,
-                    max_seconds=sc.max_seconds,
-                )
-                accepted[name] += aa
-                results[name] = res
-                print(
-                    f"  ({sc.key}) {name:<9} x{sc.connections}: {res.rate:8.1f} msg/s, "
-                    f"p50 {res.percentile(50):.2f} ms, p99 {res.percentile(99):.2f} ms, "
-                    f"{res.messages} msgs in {res.seconds:.1f} s, ACKs {dict(res.codes)}",
-                    flush=True,
-                )
-                if res.first_problem:
-                    print(f"    first problem ({name}): {res.first_problem.strip()[:600]}")
-            rows.append((sc, results["ours"], results["reference"]))
-    except Exception as exc:
-        print(f"bench failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        status = 2
-    finally:
-        for server in servers:
-            server.stop()
-
-    if rows:
-        print_table(rows, sizes)
-        status = max(status, report_checks(rows, accepted, ours_db, ref_db))
-        mdm8 = [(o, r) for sc, o, r in rows if sc.key == "b"]
-        if mdm8 and mdm8[0][1].rate:
-            ratio = mdm8[0][0].rate / mdm8[0][1].rate
-            verdict = "MET" if ratio >= TARGET_RATIO else "NOT MET"
-            print(
-                f"target ours >= {TARGET_RATIO:.0%} of reference on 8 connections (MDM): "
-                f"{ratio:.0%} -> {verdict}"
-            )
-            if args.check and ratio < TARGET_RATIO:
-                status = max(status, 1)
+    if not out.rows:
+        return out.status or 2
+    print_table(out.rows, sizes)
+    status = max(out.status, report_answers(out.rows))
+    print()
+    verdicts = targets(out.rows, postgresql)
+    for _, line in verdicts:
+        print(line)
+    if args.check and not all(met for met, _ in verdicts):
+        status = max(status, 1)
     return status
 
 

@@ -31,9 +31,9 @@ from sqlalchemy import func, insert, select  # noqa: E402  (the project root mus
 from api import create_app  # noqa: E402
 from config import load_settings  # noqa: E402
 from flagging import organisations, users  # noqa: E402
-from flagging.db import Database  # noqa: E402
-from flagging.migrate import upgrade  # noqa: E402
 from flagging.models import Document, DocumentVersion, InboundMessage, Sender  # noqa: E402
+from flagging.storage.engine import Database  # noqa: E402
+from flagging.storage.migrate import upgrade  # noqa: E402
 
 TRUSTS = ("RXX", "RAA", "RBB", "RCC", "RDD")
 TRUST_WEIGHTS = (34, 22, 18, 14, 12)  # the timed trust (RXX) is the largest

@@ -16,10 +16,11 @@ from api import create_app
 from config import Settings
 from flagging import memory
 from flagging.bindings import bound_networks
-from flagging.db import Database
+from flagging.receiver import Receiver
+from flagging.storage.engine import Database
 from flagging.zfl import Annotation
 from hl7.annotate import annotate
-from hl7.inbound import MessageHandler
+from hl7.handler import MessageHandler
 from hl7.inspect import inspect
 from hl7.listener import MLLPListener
 
@@ -40,7 +41,9 @@ class Services:
 
 def build(settings: Settings, *, writer_process: bool = False) -> Services:
     db = Database(settings)
-    return Services(settings, db, MessageHandler(db, settings, writer_process=writer_process))
+    return Services(
+        settings, db, MessageHandler(Receiver(db, settings, writer_process=writer_process))
+    )
 
 
 def web_app(services: Services) -> Flask:

@@ -9,7 +9,7 @@ finds the first entry changed, removed or inserted behind the service's back.
 The chain has one head row (`audit_head`), taken under a row lock by each append, so appends
 from several processes on PostgreSQL fall into one order (the commit order), and the lock is
 held only from the append to the commit: callers append as late in their transaction as they
-can. Appends run plain SQL (flagging/rawsql.py) because receiving a message, the hot path,
+can. Appends run plain SQL (flagging/storage/rawsql.py) because receiving a message, the hot path,
 writes one; ORM callers use `record`, which runs the same statements on the session's
 connection.
 
@@ -29,13 +29,15 @@ from typing import TYPE_CHECKING, Any, Required, TypedDict, Unpack
 
 from sqlalchemy.orm import Session
 
-from flagging.models import Document
-from flagging.rawsql import Raw
+from flagging.models import AuditEntry, Document
+from flagging.storage.rawsql import Raw
+from flagging.store import Cut
 
-if TYPE_CHECKING:  # flagging.inbound -> visibility -> audit: types only, no cycle at run time
-    from flagging.inbound import DocumentInput, Receipt
+if TYPE_CHECKING:  # flagging.received -> visibility -> audit: types only, no cycle at run time
+    from flagging.received import DocumentInput, Receipt
 
 GENESIS = "0" * 64  # the `prev_hash` of entry 1
+_cut = Cut(AuditEntry)
 
 
 class Action(enum.StrEnum):
@@ -83,8 +85,14 @@ def system_actor(job: str) -> str:
 # Hashing ---------------------------------------------------------------------------------------
 
 
+# Encoders built once: `json.dumps` with options builds a JSONEncoder each call, and the hot
+# path hashes an entry for every message.
+_DETAIL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
+_ENTRY_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+
+
 def canonical_detail(detail: Mapping[str, Any] | None) -> str:
-    return json.dumps(detail or {}, sort_keys=True, separators=(",", ":"), default=str)
+    return _DETAIL_JSON(detail or {})
 
 
 def _iso(at: datetime) -> str:
@@ -106,21 +114,25 @@ def entry_hash(
     prev_hash: str,
 ) -> str:
     """SHA-256 of an entry's fields as canonical JSON (sorted keys, no spaces)."""
-    fields = {
-        "seq": seq,
-        "at": _iso(at),
-        "actor": actor,
-        "action": action,
-        "outcome": outcome,
-        "document_id": document_id,
-        "message_id": message_id,
-        "nhs_number": nhs_number,
-        "practice": practice,
-        "detail": detail,
-        "prev_hash": prev_hash,
-    }
-    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return _hash(
+        {
+            "seq": seq,
+            "at": _iso(at),
+            "actor": actor,
+            "action": action,
+            "outcome": outcome,
+            "document_id": document_id,
+            "message_id": message_id,
+            "nhs_number": nhs_number,
+            "practice": practice,
+            "detail": detail,
+            "prev_hash": prev_hash,
+        }
+    )
+
+
+def _hash(fields: dict[str, Any]) -> str:
+    return hashlib.sha256(_ENTRY_JSON(fields).encode()).hexdigest()
 
 
 # Appending ------------------------------------------------------------------------------------
@@ -180,21 +192,23 @@ def _append_all(raw: Raw, entries: list[dict[str, Any]]) -> int:
     rows = []
     for seq, entry in enumerate(entries, start=last - len(entries) + 1):
         at = (entry.get("at") or datetime.now(UTC)).astimezone(UTC)
-        # The stored timestamp keeps microseconds; hash what will be read back.
-        values: dict[str, Any] = {
+        row: dict[str, Any] = {
             "seq": seq,
-            "actor": entry["actor"][:120],
-            "action": Action(entry["action"]).value,
-            "outcome": entry.get("outcome", "")[:20],
+            # The stored timestamp keeps microseconds; hash what will be read back.
+            "at": _iso(at),
+            "actor": _cut(entry["actor"], "actor"),
+            "action": entry["action"].value,
+            "outcome": _cut(entry.get("outcome", ""), "outcome"),
             "document_id": entry.get("document_id"),
             "message_id": entry.get("message_id"),
-            "nhs_number": entry.get("nhs_number", "")[:10],
-            "practice": entry.get("practice", "")[:20],
+            "nhs_number": _cut(entry.get("nhs_number", ""), "nhs_number"),
+            "practice": _cut(entry.get("practice", ""), "practice"),
             "detail": canonical_detail(entry.get("detail")),
             "prev_hash": prev_hash,
         }
-        prev_hash = entry_hash(at=at, **values)
-        rows.append({**values, "at": raw.timestamp(at), "hash": prev_hash})
+        row["hash"] = prev_hash = _hash(row)  # the hash covers every field but itself
+        row["at"] = raw.timestamp(at)
+        rows.append(row)
     raw.executemany(_INSERT, rows)
     raw.execute(_SET_HEAD, {"hash": prev_hash})
     return last

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from flagging.errors import InvalidInput
 from flagging.models import Sender, SenderBinding
-from flagging.rawsql import Raw
+from flagging.storage.rawsql import Raw
 
 NETWORK = "network"
 CERTIFICATE = "certificate"

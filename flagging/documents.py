@@ -10,7 +10,6 @@ from sqlalchemy.orm import Session
 
 from flagging import feed
 from flagging.errors import Conflict, NotFound
-from flagging.ingest import bounded_key
 from flagging.models import (
     Decision,
     Document,
@@ -20,6 +19,7 @@ from flagging.models import (
     Sender,
 )
 from flagging.organisations import get_practice
+from flagging.store import bounded_key
 
 
 def list_documents(

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from flagging.models import Document, DocumentVersion, EventType, Practice
 from flagging.models.visibility import Visibility
-from flagging.rawsql import Raw
+from flagging.storage.rawsql import Raw
 
 MAX_PAGE = 500
 
@@ -37,7 +37,7 @@ def append_event(
     now: datetime,
 ) -> int:
     """Add one event to a practice's feed and return its number (plain SQL: it runs for
-    every document ingested; see flagging/rawsql.py)."""
+    every document ingested; see flagging/storage/rawsql.py)."""
     seq = int(raw.scalar(_NEXT_SEQ, {"practice": practice_id}))
     raw.execute(
         _INSERT_EVENT,

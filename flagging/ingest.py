@@ -1,135 +1,33 @@
-"""Use cases of the inbound path: record every receipt, store the documents a message carries.
+"""Use case of the inbound path: store the documents a message carries (flagging/receive.py
 
 Called once per message inside the transaction its entry point owns; they never commit. This
 is the service's hot path (every message of every connection), so it runs plain SQL on the
-transaction's connection (see flagging/rawsql.py for why and what it costs) and decides each
+transaction's connection (see flagging/storage/rawsql.py for why and what it costs) and decides each
 new version's visibility with the pure `initial_visibility` before writing any row, so each
 row is written once.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from flagging import store
 from flagging.feed import append_event, event_for_new_version
-from flagging.inbound import DocumentInput, Problem, Receipt
 from flagging.models import (
     DocumentStatus,
-    MessageOutcome,
     Reason,
     Source,
     VersionChange,
     Visibility,
 )
 from flagging.organisations import UNKNOWN_PRACTICE, SenderPolicy
-from flagging.rawsql import Raw
+from flagging.received import DocumentInput
 from flagging.screening import Hit, active_rules, cached_rules
+from flagging.storage.rawsql import Raw
+from flagging.store import bounded_key
 from flagging.visibility import Initial, Previous, SourceFlag, initial_visibility
-
-
-def content_hash(raw: bytes) -> str:
-    return hashlib.sha256(raw).hexdigest()
-
-
-@dataclass(frozen=True)
-class AcceptedMessage:
-    """What a resend is compared with: the first accepted message for a sender and MSH-10."""
-
-    id: int
-    content_hash: str
-    ack: bytes | None
-
-
-_FIND_ACCEPTED = (
-    "SELECT id, content_hash, ack FROM inbound_messages"
-    " WHERE sender_id = :sender AND control_key = :control"
-)
-
-
-# The longest key a column holds (String(199)): longer values are stored as a prefix and a
-# hash of the whole value, so that storing and looking up agree at any length.
-KEY_LENGTH = 199
-_KEY_PREFIX = KEY_LENGTH - 65
-
-
-def bounded_key(value: str) -> str:
-    """`value` itself when it fits a key column, else its first characters, "#" and the
-    SHA-256 of the whole value: distinct values stay distinct, equal ones stay equal."""
-    if len(value) <= KEY_LENGTH:
-        return value
-    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
-    return f"{value[:_KEY_PREFIX]}#{digest}"
-
-
-def _column(value: str, limit: int) -> str:
-    """A display column's value: bounded, and without NUL, which PostgreSQL text refuses
-    (the raw bytes keep what was sent)."""
-    return value.replace("\x00", "")[:limit]
-
-
-def find_accepted(raw: Raw, sender_id: int, control_id: str) -> AcceptedMessage | None:
-    row = raw.one(_FIND_ACCEPTED, {"sender": sender_id, "control": bounded_key(control_id)})
-    if row is None:
-        return None
-    return AcceptedMessage(row[0], row[1], bytes(row[2]) if row[2] is not None else None)
-
-
-_INSERT_MESSAGE = (
-    "INSERT INTO inbound_messages (received_at, transport, peer, raw, size, content_hash,"
-    " sender_id, sending_facility, sending_application, control_id, control_key, message_type,"
-    " version, outcome, ack_code, ack, error_code, error_location, error_text, duplicate_of_id)"
-    " VALUES (:received_at, :transport, :peer, :raw, :size, :content_hash, :sender_id,"
-    " :sending_facility, :sending_application, :control_id, :control_key, :message_type,"
-    " :version, :outcome, :ack_code, :ack, :error_code, :error_location, :error_text,"
-    " :duplicate_of_id)"
-)
-
-
-def record_message(
-    raw: Raw,
-    receipt: Receipt,
-    outcome: MessageOutcome,
-    *,
-    ack_code: str,
-    ack: bytes | None,
-    sender_id: int | None = None,
-    problem: Problem | None = None,
-    duplicate_of: AcceptedMessage | None = None,
-    size: int | None = None,
-) -> int:
-    """Store a receipt with its outcome and the ACK that answers it; return its id.
-
-    `size` is given for an oversize message, of which only the first bytes are kept.
-    """
-    accepted = outcome is MessageOutcome.ACCEPTED
-    params = {
-        "received_at": raw.timestamp(receipt.received_at),
-        "transport": receipt.transport,
-        "peer": _column(receipt.peer, 100),
-        # A resend's bytes are those of the message it repeats: keep one copy.
-        "raw": None if duplicate_of else receipt.raw,
-        "size": len(receipt.raw) if size is None else size,
-        "content_hash": duplicate_of.content_hash if duplicate_of else content_hash(receipt.raw),
-        "sender_id": sender_id,
-        "sending_facility": _column(receipt.sending_facility, 180),
-        "sending_application": _column(receipt.sending_application, 180),
-        "control_id": _column(receipt.control_id, 199),
-        # The first accepted message for a sender and MSH-10 claims the key (unique index).
-        "control_key": bounded_key(receipt.control_id) if accepted and receipt.control_id else None,
-        "message_type": _column(receipt.message_type, 20),
-        "version": _column(receipt.version, 20),
-        "outcome": outcome.value,
-        "ack_code": ack_code,
-        "ack": ack,
-        "error_code": problem.code if problem else "",
-        "error_location": _column(problem.location, 40) if problem else "",
-        "error_text": _column(problem.text, 2000) if problem else "",
-        "duplicate_of_id": duplicate_of.id if duplicate_of else None,
-    }
-    return raw.insert(_INSERT_MESSAGE, params)
 
 
 @dataclass(frozen=True)
@@ -192,61 +90,6 @@ _PREVIOUS = (
 _LAST_PERSON_DECISION = (
     "SELECT source, visibility FROM decisions WHERE document_id = :document"
     " AND source NOT IN ('message', 'screening') ORDER BY id DESC LIMIT 1"
-)
-_INSERT_DOCUMENT = (
-    "INSERT INTO documents (sender_id, document_number, kind, status, nhs_number, family_name,"
-    " given_name, birth_date, practice_ods_code, practice_id, latest_version, document_type,"
-    " title, author_code, specialty, visibility, review_due_at, auto_release, withhold_until,"
-    " revision, published, created_at, updated_at) VALUES (:sender, :number, :kind, :status,"
-    " :nhs_number, :family_name, :given_name, :birth_date, :practice_code, :practice, 1,"
-    " :document_type, :title, :author_code, :specialty, :visibility, :due, :auto_release,"
-    " :until, 1, :published, :now, :now)"
-)
-_UPDATE_DOCUMENT = (
-    "UPDATE documents SET latest_version = :version, revision = revision + 1,"
-    " status = CASE WHEN :cancel THEN 'withdrawn' ELSE status END, document_type = :document_type,"
-    " title = :title, author_code = :author_code, specialty = :specialty,"
-    " visibility = :visibility, review_due_at = :due, auto_release = :auto_release,"
-    " withhold_until = :until, published = :published, updated_at = :now WHERE id = :id"
-)
-_INSERT_VERSION = (
-    "INSERT INTO document_versions (document_id, version, message_id, sender_id,"
-    " document_number, parent_number, event, change, document_type, title, author_code,"
-    " author_name, provider, origination_time, completion_status, confidentiality,"
-    " availability, placer_number, content_type, content, specialty, visibility,"
-    " visibility_source, reason, withhold_until, decided_at, decided_by, published, created_at)"
-    " VALUES (:document, :version, :message, :sender, :number, :parent, :event, :change,"
-    " :document_type, :title, :author_code, :author_name, :provider, :origination_time,"
-    " :completion_status, :confidentiality, :availability, :placer_number, :content_type,"
-    " :content, :specialty, :visibility, :source, :reason, :until, :decided_at, :decided_by,"
-    " :published, :now)"
-)
-_INSERT_DECISION = (
-    "INSERT INTO decisions (document_id, version_id, visibility, reason, note, withhold_until,"
-    " source, user_id, decided_by_code, decided_by_name, decided_at) VALUES (:document,"
-    " :version, :visibility, :reason, :note, :until, :source, NULL, :by_code, :by_name, :at)"
-)
-# A cancel withholds every earlier version too (DESIGN.md rule 8): a practice that filed an
-# earlier version, or asks for it by number, must read "do not show" there as well.
-# The values are cast, and the WHERE has a parameter of its own: PostgreSQL must deduce one type
-# for each parameter, and a value in a SELECT list says nothing of the column it goes into.
-_WITHDRAW_DECISIONS = (
-    "INSERT INTO decisions (document_id, version_id, visibility, reason, note, withhold_until,"
-    " source, user_id, decided_by_code, decided_by_name, decided_at) SELECT document_id, id,"
-    " 'withheld', CAST(:reason AS VARCHAR(20)), CAST(:note AS TEXT), NULL,"
-    " CAST(:source AS VARCHAR(15)), NULL, '', CAST(:by_name AS VARCHAR(200)), :at"
-    " FROM document_versions WHERE document_id = :document AND version < :version"
-    " AND NOT (visibility = 'withheld' AND reason = :withdrawn)"
-)
-_WITHDRAW_VERSIONS = (
-    "UPDATE document_versions SET visibility = 'withheld', visibility_source = :source,"
-    " reason = :reason, withhold_until = NULL, decided_at = :at, decided_by = :by_name"
-    " WHERE document_id = :document AND version < :version"
-    " AND NOT (visibility = 'withheld' AND reason = :withdrawn)"
-)
-_INSERT_HIT = (
-    'INSERT INTO screening_hits (version_id, rule_id, start, "end")'
-    " VALUES (:version, :rule, :start, :end)"
 )
 
 
@@ -341,10 +184,10 @@ def store_document(
     version_published = practice_id is not None and (event is not None or doc.cancel)
     document_published = bool(published) or (event is not None)
     common: dict[str, Any] = {
-        "document_type": doc.document_type[:250],
-        "title": doc.title[:250],
-        "author_code": doc.author_code[:100],
-        "specialty": doc.specialty[:100],
+        "document_type": store.document_cut(doc.document_type, "document_type"),
+        "title": store.document_cut(doc.title, "title"),
+        "author_code": store.document_cut(doc.author_code, "author_code"),
+        "specialty": store.document_cut(doc.specialty, "specialty"),
         "visibility": initial.visibility.value,
         "due": raw.timestamp(initial.review_due_at),
         "auto_release": initial.auto_release,
@@ -354,7 +197,7 @@ def store_document(
     }
     if document_id is None:
         document_id = raw.insert(
-            _INSERT_DOCUMENT,
+            store.INSERT_DOCUMENT,
             {
                 **common,
                 "sender": sender.id,
@@ -364,16 +207,16 @@ def store_document(
                     DocumentStatus.WITHDRAWN if doc.cancel else DocumentStatus.CURRENT
                 ).value,
                 "nhs_number": doc.patient.nhs_number,
-                "family_name": doc.patient.family_name[:100],
-                "given_name": doc.patient.given_name[:100],
+                "family_name": store.document_cut(doc.patient.family_name, "family_name"),
+                "given_name": store.document_cut(doc.patient.given_name, "given_name"),
                 "birth_date": raw.date(doc.patient.birth_date),
-                "practice_code": doc.practice_ods_code[:20],
+                "practice_code": store.document_cut(doc.practice_ods_code, "practice_ods_code"),
                 "practice": practice_id,
             },
         )
     else:
         raw.execute(
-            _UPDATE_DOCUMENT,
+            store.UPDATE_DOCUMENT,
             {**common, "id": document_id, "version": version_number, "cancel": doc.cancel},
         )
     version_id = _insert_version(
@@ -392,20 +235,17 @@ def store_document(
         now=now,
     )
     if initial.source is not None:
-        raw.execute(
-            _INSERT_DECISION,
-            {
-                "document": document_id,
-                "version": version_id,
-                "visibility": initial.visibility.value,
-                "reason": initial.reason,
-                "note": initial.note,
-                "until": raw.timestamp(initial.withhold_until),
-                "source": initial.source.value,
-                "by_code": initial.decided_by.code[:100],
-                "by_name": initial.decided_by.name[:200],
-                "at": raw.timestamp(initial.decided_at or now),
-            },
+        store.add_decision(
+            raw,
+            document_id=document_id,
+            version_id=version_id,
+            visibility=initial.visibility.value,
+            source=initial.source.value,
+            actor=initial.decided_by,
+            decided_at=initial.decided_at or now,
+            reason=initial.reason,
+            note=initial.note,
+            withhold_until=initial.withhold_until,
         )
     if doc.cancel and version_number > 1:
         withdraw = {
@@ -415,16 +255,12 @@ def store_document(
             "withdrawn": initial.reason,
             "note": initial.note,
             "source": Source.MESSAGE.value,
-            "by_name": initial.decided_by.name[:200],
+            "by_name": store.decision_cut(initial.decided_by.name, "decided_by_name"),
             "at": raw.timestamp(now),
         }
-        raw.execute(_WITHDRAW_DECISIONS, withdraw)
-        raw.execute(_WITHDRAW_VERSIONS, withdraw)
-    for hit in hits:
-        raw.execute(
-            _INSERT_HIT,
-            {"version": version_id, "rule": hit.rule_id, "start": hit.start, "end": hit.end},
-        )
+        raw.execute(store.WITHDRAW_DECISIONS, withdraw)
+        raw.execute(store.WITHDRAW_VERSIONS, withdraw)
+    store.add_hits(raw, version_id, hits)
     if event is not None and practice_id is not None:
         append_event(
             raw,
@@ -472,7 +308,7 @@ def _insert_version(
 ) -> int:
     decided = initial.source is not None
     return raw.insert(
-        _INSERT_VERSION,
+        store.INSERT_VERSION,
         {
             **common,
             "document": document_id,
@@ -483,14 +319,14 @@ def _insert_version(
             "parent": bounded_key(doc.parent_number),
             "event": doc.event,
             "change": change.value,
-            "author_name": doc.author_name[:250],
-            "provider": doc.provider[:250],
+            "author_name": store.version_cut(doc.author_name, "author_name"),
+            "provider": store.version_cut(doc.provider, "provider"),
             "origination_time": raw.timestamp(doc.origination_time),
-            "completion_status": doc.completion_status[:5],
-            "confidentiality": doc.confidentiality[:5],
-            "availability": doc.availability[:5],
-            "placer_number": doc.placer_number[:199],
-            "content_type": content_type[:100],
+            "completion_status": store.version_cut(doc.completion_status, "completion_status"),
+            "confidentiality": store.version_cut(doc.confidentiality, "confidentiality"),
+            "availability": store.version_cut(doc.availability, "availability"),
+            "placer_number": store.version_cut(doc.placer_number, "placer_number"),
+            "content_type": store.version_cut(content_type, "content_type"),
             "content": content,
             "source": initial.source.value if initial.source else "",
             "reason": initial.reason,

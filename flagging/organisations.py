@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from flagging.errors import Conflict, InvalidInput, NotFound
 from flagging.models import Practice, ReviewWindow, Sender, SenderToken
 from flagging.models.base import utcnow
-from flagging.rawsql import Raw
+from flagging.storage.rawsql import Raw
 from flagging.tokens import hash_token, new_token
 
 PRACTICE_CODE = re.compile(r"^[A-Z]\d{5}$")
@@ -49,7 +49,7 @@ class SenderPolicy:
     txa18_v_policy: str
 
 
-# Plain SQL: the inbound path looks the sender up for every message (flagging/rawsql.py).
+# Plain SQL: the inbound path looks the sender up for every message (flagging/storage/rawsql.py).
 _FIND_SENDER = (
     "SELECT id, review_window_minutes, txa18_v_policy FROM senders"
     " WHERE ods_code = :facility AND application IN (:application, '')"

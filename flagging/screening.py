@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from flagging.errors import InvalidInput, NotFound
 from flagging.models import ScreeningRule
-from flagging.rawsql import Raw
+from flagging.storage.rawsql import Raw
 
 KINDS = ("word", "phrase", "regex", "document-type", "specialty")
 

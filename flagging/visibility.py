@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from flagging import audit, feed
+from flagging import audit, feed, store
 from flagging.errors import Conflict, InvalidInput, NotFound
 from flagging.models import (
     WITHDRAWN,
@@ -25,6 +25,7 @@ from flagging.models import (
     Source,
     Visibility,
 )
+from flagging.storage.rawsql import Raw
 
 
 @dataclass(frozen=True)
@@ -68,24 +69,21 @@ def _apply(
     note: str = "",
     withhold_until: datetime | None = None,
     decided_at: datetime | None = None,
-) -> Decision:
-    """Record a decision and make it the version's (and, if latest, the document's) state."""
-    decision = Decision(
+) -> int:
+    """Record a decision (flagging.store) and make it the version's (and, if latest, the
+    document's) state; return the decision's id."""
+    decision_id = store.add_decision(
+        Raw.on(session.connection()),
         document_id=document.id,
         version_id=version.id,
         visibility=visibility.value,
+        source=source.value,
+        actor=actor,
+        decided_at=decided_at or now,
         reason=reason,
         note=note,
         withhold_until=withhold_until,
-        source=source.value,
-        user_id=actor.user_id,
-        sender_id=actor.sender_id,
-        sender_token_id=actor.sender_token_id,
-        decided_by_code=actor.code[:100],
-        decided_by_name=actor.name[:200],
-        decided_at=decided_at or now,
     )
-    session.add(decision)
     version.visibility = visibility.value
     version.visibility_source = source.value
     version.reason = reason
@@ -100,7 +98,7 @@ def _apply(
     document.revision += 1
     document.updated_at = now
     session.flush()
-    return decision
+    return decision_id
 
 
 @dataclass(frozen=True)
@@ -293,7 +291,7 @@ def decide_visibility(
             withhold_until=withhold_until,
         )
         feed.visibility_changed(session, document, older, now)
-    decision = _apply(
+    decision_id = _apply(
         session,
         document,
         version,
@@ -326,7 +324,7 @@ def decide_visibility(
         },
         at=now,
     )
-    return decision
+    return session.get_one(Decision, decision_id)
 
 
 def release_lapsed(session: Session, now: datetime, limit: int = 200) -> int:

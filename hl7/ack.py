@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from flagging.inbound import Problem
+from flagging.received import Problem
 from hl7.er7 import DEFAULT_SEPARATORS, Separators
 from hl7.parsing import Header
 

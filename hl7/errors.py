@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flagging.inbound import Problem
+from flagging.received import Problem
 
 
 class HL7Error(Exception):

@@ -24,9 +24,9 @@ from typing import Protocol
 
 from flagging import memory
 from flagging.bindings import Peer
-from flagging.inbound import Problem
+from flagging.received import Problem
 from hl7.ack import build_ack
-from hl7.inbound import Reply
+from hl7.handler import Reply
 from hl7.mllp import Frame, FrameDecoder, OversizeFrame, TruncatedFrame, encode
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,9 @@
 """From a split ER7 message to the domain's inputs: the header, the patient, the documents.
 
 Field numbers follow HL7 v2.5.1 (chapters 2, 3, 7 and 9); 2.3 and 2.4 put the same data in
-the same places for everything read here.
+the same places for everything read here. Longer than 400 lines because MDM (TXA) and ORU
+(OBR/OBX) share the readers of MSH, PID, PD1, ZFL and content written here once; split by
+message type, each half would need the other's helpers.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from flagging import nhs_number
-from flagging.inbound import DocumentInput, Patient
 from flagging.models import Reason, VersionChange, Visibility
+from flagging.received import DocumentInput, Patient
 from flagging.visibility import SYSTEM, Actor, SourceFlag
 from flagging.vocabulary import DOCUMENT_TYPES
 from hl7.er7 import Message, Segment, Separators, unescape
@@ -73,7 +75,7 @@ class Header:
     processing_id: str = ""
     accept_ack_type: str = ""
     application_ack_type: str = ""
-    # Raw MSH-3..6 as sent, echoed swapped in the ACK; raw MSH-10, echoed in MSA-2 byte for
+    # MSH-3..6 exactly as sent, echoed swapped in the ACK; raw MSH-10, echoed in MSA-2 byte for
     # byte (a sender matches ACKs to messages by the bytes it sent: `MDM^T02` stays so).
     msh10: str = ""
     msh3: str = ""

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from flagging import push_queue, telemetry
-from flagging.db import Database
+from flagging.transactions import Transactions
 from hl7 import er7
 from hl7.annotate import annotate
 from hl7.client import MLLPClient
@@ -74,7 +74,7 @@ def _connect(host: str, port: int, timeout: float, context: ssl.SSLContext | Non
 
 
 def deliver_practice(
-    db: Database,
+    db: Transactions,
     practice_id: int,
     settings: PushSettings,
     *,
@@ -124,7 +124,11 @@ def deliver_practice(
 
 
 def _failed(
-    db: Database, target: push_queue.PushTarget, seq: int, error: str, clock: Callable[[], datetime]
+    db: Transactions,
+    target: push_queue.PushTarget,
+    seq: int,
+    error: str,
+    clock: Callable[[], datetime],
 ) -> None:
     with db.transaction() as session:
         retry_at = push_queue.failed(session, target, seq, error, clock())
@@ -140,7 +144,7 @@ def _failed(
 
 
 def push_due(
-    db: Database,
+    db: Transactions,
     settings: PushSettings,
     *,
     connect: ClientFactory = _connect,

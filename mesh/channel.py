@@ -19,8 +19,8 @@ import requests
 from mesh_client import MeshClient
 
 from flagging import mesh_sending, mesh_tracking
-from flagging.db import Database
 from flagging.errors import FlaggingError
+from flagging.transactions import Transactions
 from mesh.client import MeshConfig, MeshRejected, MeshUnavailable, send
 from mesh.client import connect as _connect
 from mesh.responses import NotAResponse, parse_response
@@ -41,7 +41,7 @@ def _now() -> datetime:
 
 
 def send_practice(
-    db: Database,
+    db: Transactions,
     practice_id: int,
     config: MeshConfig,
     render: Render,
@@ -109,7 +109,7 @@ def send_practice(
 
 
 def _failed(
-    db: Database, target: mesh_sending.MeshTarget, seq: int, error: str, clock: Clock
+    db: Transactions, target: mesh_sending.MeshTarget, seq: int, error: str, clock: Clock
 ) -> None:
     with db.transaction() as session:
         retry_at = mesh_sending.failed(session, target, seq, error, clock())
@@ -124,7 +124,7 @@ def _failed(
 
 
 def send_due(
-    db: Database,
+    db: Transactions,
     config: MeshConfig,
     render: Render,
     subject: Subject,
@@ -148,7 +148,7 @@ def send_due(
 
 
 def track(
-    db: Database, config: MeshConfig, *, connect: Connect = _connect, clock: Clock = _now
+    db: Transactions, config: MeshConfig, *, connect: Connect = _connect, clock: Clock = _now
 ) -> int:
     """Poll MESH tracking of the messages whose status may still change; returns how many
     were updated. MESH being unavailable ends the run: the next one asks again."""
@@ -185,7 +185,7 @@ def track(
 
 
 def collect(
-    db: Database, config: MeshConfig, *, connect: Connect = _connect, clock: Clock = _now
+    db: Transactions, config: MeshConfig, *, connect: Connect = _connect, clock: Clock = _now
 ) -> int:
     """Collect our inbox: each message is kept and matched (one transaction), and only then
     acknowledged to MESH, so that a crash in between collects it again rather than losing it.

@@ -6,8 +6,8 @@ from alembic import context
 from sqlalchemy import Connection
 
 from config import load_settings
-from flagging.db import make_engine
 from flagging.models import metadata
+from flagging.storage.engine import make_engine
 
 config = context.config
 

@@ -8,9 +8,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from flagging import organisations, users
-from flagging.db import Database
 from flagging.models import Document
-from hl7.inbound import MessageHandler
+from flagging.storage.engine import Database
+from hl7.handler import MessageHandler
 from tests import samples
 
 PASSWORD = "correct horse battery staple"

@@ -19,10 +19,11 @@ from sqlalchemy import create_engine, make_url, text
 
 from config import Settings, load_settings
 from flagging import organisations, passwords
-from flagging.db import Database
-from flagging.migrate import upgrade
 from flagging.models import metadata
-from hl7.inbound import MessageHandler
+from flagging.receiver import Receiver
+from flagging.storage.engine import Database
+from flagging.storage.migrate import upgrade
+from hl7.handler import MessageHandler
 from hl7.listener import MLLPListener
 from tests import samples
 
@@ -103,7 +104,7 @@ def sender_token(db: Database) -> str:
 
 @pytest.fixture
 def handler(db: Database, settings: Settings, sender_token: str) -> MessageHandler:
-    return MessageHandler(db, settings)
+    return MessageHandler(Receiver(db, settings))
 
 
 @pytest.fixture
@@ -117,7 +118,9 @@ def either_handler(
 ) -> Iterator[MessageHandler]:
     """A handler that runs its transactions in this process, then one with a writer process
     (as `flagging serve` and `flagging mllp` run on SQLite)."""
-    handler = MessageHandler(db, settings, writer_process=request.param == "writer process")
+    handler = MessageHandler(
+        Receiver(db, settings, writer_process=request.param == "writer process")
+    )
     yield handler
     handler.close()
 

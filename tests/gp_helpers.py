@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 
 from flagging import gp_tokens, organisations, practice_settings
-from flagging.db import Database
 from flagging.models import Document, FeedEvent, Practice, Visibility
+from flagging.storage.engine import Database
 from flagging.visibility import Actor, decide_visibility
-from hl7.inbound import MessageHandler
+from hl7.handler import MessageHandler
 
 OTHER_PRACTICE = "B82002"
 CLINICIAN = Actor(code="C1234567", name="Dr Sam Grey")

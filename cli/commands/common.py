@@ -30,7 +30,7 @@ def services(*, ingest: bool = False) -> Services:
     """The process's wiring; its database connections are closed when the command ends.
 
     `ingest`: this process receives messages all the time (a listener); on SQLite their
-    transactions then run in a writer process of their own (flagging/writer.py)."""
+    transactions then run in a writer process of their own (flagging/storage/writer.py)."""
     settings = load_settings()
     wired = build(settings, writer_process=ingest and settings.is_sqlite)
     _opened.append(wired)

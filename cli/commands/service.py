@@ -14,8 +14,8 @@ from cli.telemetry_setup import telemetry_setup
 from cli.wiring import mllp_listener, web_app
 from config import Settings, load_settings
 from flagging import bindings
-from flagging.db import Database
-from flagging.migrate import upgrade
+from flagging.storage.engine import Database
+from flagging.storage.migrate import upgrade
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

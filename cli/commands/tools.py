@@ -10,7 +10,7 @@ from pathlib import Path
 from cli import demo, gp_poll, progress
 from cli.commands.common import CommandError, Parser, services
 from cli.hl7_tools import split_messages
-from flagging.migrate import upgrade
+from flagging.storage.migrate import upgrade
 from hl7.client import MLLPClient, tls_context
 
 

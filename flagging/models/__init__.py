@@ -1,7 +1,7 @@
 """Typed SQLAlchemy models, one module per concept, all on one MetaData."""
 
 from flagging.models.audit import AuditEntry, AuditHead
-from flagging.models.base import Base, metadata
+from flagging.models.base import Base, max_length, metadata
 from flagging.models.documents import Document, DocumentStatus, DocumentVersion, VersionChange
 from flagging.models.feed import EventType, FeedEvent, GPToken, GPTokenPractice
 from flagging.models.mesh import MeshChannel, MeshInbound, MeshMessage
@@ -60,6 +60,7 @@ __all__ = [
     "User",
     "VersionChange",
     "Visibility",
+    "max_length",
     "metadata",
     "reason_text",
 ]

@@ -48,3 +48,12 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     metadata = metadata
+
+
+def max_length(model: type[Base], column: str) -> int:
+    """The length of a String column as the model declares it: what a value is cut to before
+    it is written with plain SQL (the ORM would let the database refuse it instead)."""
+    length = getattr(model.__table__.c[column].type, "length", None)
+    if not isinstance(length, int):
+        raise TypeError(f"{model.__name__}.{column} has no length")
+    return length

@@ -36,7 +36,7 @@ class InboundMessage(Base):
         # receipts leave `control_key` NULL, which both databases treat as distinct.
         Index("uq_inbound_messages_sender_control_key", "sender_id", "control_key", unique=True),
         Index("ix_inbound_messages_outcome_id", "outcome", "id"),
-        # A corrected resend finds the quarantined entry it supersedes (hl7/inbound.py):
+        # A corrected resend finds the quarantined entry it supersedes (flagging/receive.py):
         # partial, so accepted messages, nearly all of them, cost ingest no entry here.
         Index(
             "ix_inbound_messages_quarantine",

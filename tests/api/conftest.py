@@ -8,9 +8,9 @@ from flask.testing import FlaskClient
 
 from cli.wiring import Services, web_app
 from config import Settings
-from flagging.db import Database
 from flagging.models import Visibility
-from hl7.inbound import MessageHandler
+from flagging.storage.engine import Database
+from hl7.handler import MessageHandler
 from tests import samples
 from tests.gp_helpers import OTHER_PRACTICE, add_practice, decide, document_id, send, token_for
 

@@ -6,7 +6,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from flagging import mesh_channels, mesh_sending, organisations
-from flagging.db import Database
+from flagging.storage.engine import Database
 from tests import accounts, samples
 from tests.gp_helpers import now
 

@@ -9,7 +9,6 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from flagging import bindings, organisations
-from flagging.db import Database
 from flagging.models import (
     Document,
     FeedEvent,
@@ -19,7 +18,8 @@ from flagging.models import (
     Sender,
     User,
 )
-from hl7.inbound import MessageHandler
+from flagging.storage.engine import Database
+from hl7.handler import MessageHandler
 from tests import accounts, samples
 
 

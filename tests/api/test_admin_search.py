@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from flask.testing import FlaskClient
 
-from flagging.db import Database
 from flagging.models import InboundMessage
-from hl7.inbound import MessageHandler
+from flagging.storage.engine import Database
+from hl7.handler import MessageHandler
 from tests import accounts, samples
 
 

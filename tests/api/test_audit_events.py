@@ -13,10 +13,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from flagging import audit_log
-from flagging.db import Database
 from flagging.models import AuditEntry
+from flagging.storage.engine import Database
 from flagging.visibility import release_lapsed
-from hl7.inbound import MessageHandler
+from hl7.handler import MessageHandler
 from tests import accounts, samples
 from tests.gp_helpers import token_for
 

@@ -26,9 +26,9 @@ from sqlalchemy import select
 from werkzeug.test import TestResponse
 
 from flagging import gp_tokens, organisations, screening
-from flagging.db import Database
 from flagging.models import Decision, InboundMessage, Practice
-from hl7.inbound import MessageHandler
+from flagging.storage.engine import Database
+from hl7.handler import MessageHandler
 from tests import accounts, samples
 from tests.gp_helpers import OTHER_PRACTICE, add_practice, document_id, send
 

@@ -12,8 +12,8 @@ from flask.testing import FlaskClient
 from cli.wiring import Services, web_app
 from config import Settings
 from flagging import users
-from flagging.db import Database
-from hl7.inbound import MessageHandler
+from flagging.storage.engine import Database
+from hl7.handler import MessageHandler
 from tests import accounts
 
 

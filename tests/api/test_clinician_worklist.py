@@ -7,8 +7,8 @@ import re
 import pytest
 from flask.testing import FlaskClient
 
-from flagging.db import Database
-from hl7.inbound import MessageHandler
+from flagging.storage.engine import Database
+from hl7.handler import MessageHandler
 from tests import accounts, samples
 
 

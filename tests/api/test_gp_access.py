@@ -9,7 +9,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from flagging import gp_tokens
-from flagging.db import Database
+from flagging.storage.engine import Database
 from tests import samples
 from tests.api.conftest import GPWorld
 from tests.gp_helpers import OTHER_PRACTICE, token_for

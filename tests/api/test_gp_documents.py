@@ -9,8 +9,8 @@ from fhir.resources.R4B.documentreference import DocumentReference
 from flask.testing import FlaskClient
 from hl7apy.parser import parse_message
 
-from flagging.db import Database
 from flagging.models import Visibility
+from flagging.storage.engine import Database
 from hl7 import er7
 from tests import samples
 from tests.api.conftest import GPWorld

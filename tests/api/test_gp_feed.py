@@ -8,8 +8,8 @@ from sqlalchemy import select
 
 from api.schemas.feed import FeedPageSchema, feed_page_data
 from flagging import gp_reads, gp_tokens
-from flagging.db import Database
 from flagging.models import Practice
+from flagging.storage.engine import Database
 from tests import samples
 from tests.api.conftest import GPWorld
 from tests.gp_helpers import feed_table

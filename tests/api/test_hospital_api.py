@@ -10,10 +10,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from flagging import organisations
-from flagging.db import Database
 from flagging.models import Decision, Document
 from flagging.models.base import utcnow
-from hl7.inbound import MessageHandler
+from flagging.storage.engine import Database
+from hl7.handler import MessageHandler
 from tests import accounts, samples
 
 URL = "/hospital/v1/documents/RXX/DOC-1/decision"

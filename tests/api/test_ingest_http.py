@@ -9,8 +9,8 @@ from sqlalchemy.exc import OperationalError
 
 from api.blueprints import ingest
 from flagging import organisations
-from flagging.db import Database
 from flagging.models import Document, InboundMessage
+from flagging.storage.engine import Database
 from tests import hostile, samples
 
 URL = "/hl7/v2/messages"

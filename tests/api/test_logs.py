@@ -24,8 +24,8 @@ from werkzeug.serving import make_server
 
 from config.logs import QUIET_LOGGERS, configure_logging
 from flagging import documents as documents_uc
-from flagging.db import Database
-from hl7.inbound import MessageHandler
+from flagging.storage.engine import Database
+from hl7.handler import MessageHandler
 from tests import accounts, samples
 from tests.gp_helpers import document_id, token_for
 

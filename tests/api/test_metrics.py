@@ -14,9 +14,9 @@ from sqlalchemy import select, update
 
 from cli.wiring import Services, web_app
 from config import Settings
-from flagging.db import Database
 from flagging.models import Document, Practice
-from hl7.inbound import MessageHandler
+from flagging.storage.engine import Database
+from hl7.handler import MessageHandler
 from tests import samples
 
 TOKEN = "metrics-token-for-tests"

@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 
 from cli.main import main
 from config import Settings
-from flagging.db import Database
+from flagging.storage.engine import Database
 from tests import samples
 
 URL = "/hl7/v2/messages"

@@ -11,10 +11,10 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from flagging.db import Database
 from flagging.models import Document, Visibility
+from flagging.storage.engine import Database
 from flagging.visibility import initial_visibility, release_lapsed
-from hl7.inbound import MessageHandler
+from hl7.handler import MessageHandler
 from hl7.parsing import parse_datetime
 from tests import accounts, samples
 

@@ -10,7 +10,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from flagging import passwords, users
-from flagging.db import Database
+from flagging.storage.engine import Database
 from tests import accounts, samples
 from tests.api.conftest import GPWorld
 from tests.gp_helpers import document_id, send

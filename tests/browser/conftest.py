@@ -15,8 +15,8 @@ from werkzeug.serving import make_server
 
 from cli.wiring import Services, web_app
 from config import Settings
-from flagging.db import Database
-from hl7.inbound import MessageHandler
+from flagging.storage.engine import Database
+from hl7.handler import MessageHandler
 
 CHROMIUM = Path(os.environ.get("FLAGGING_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [

@@ -18,10 +18,10 @@ from werkzeug.serving import make_server
 from cli.gp_poll import GPClient
 from cli.wiring import Services, web_app
 from config import Settings
-from flagging.db import Database
 from flagging.models import Document, DocumentVersion, Practice
+from flagging.storage.engine import Database
 from hl7.client import MLLPClient
-from hl7.inbound import MessageHandler
+from hl7.handler import MessageHandler
 from hl7.listener import MLLPListener
 from tests import accounts, samples
 from tests.gp_helpers import OTHER_PRACTICE, add_practice, feed_table, token_for

@@ -29,8 +29,8 @@ from sqlalchemy import func, select
 
 from cli.gp_poll import GPClient
 from config import Settings
-from flagging.db import Database
 from flagging.models import Document, DocumentVersion, InboundMessage, MessageOutcome, Practice
+from flagging.storage.engine import Database
 from hl7.client import MLLPClient
 from tests import accounts, samples
 from tests.gp_helpers import OTHER_PRACTICE, add_practice, feed_table, token_for

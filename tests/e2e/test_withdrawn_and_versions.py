@@ -17,10 +17,10 @@ from werkzeug.serving import make_server
 from cli.gp_poll import GPClient
 from cli.wiring import Services, web_app
 from config import Settings
-from flagging.db import Database
 from flagging.models import Visibility
+from flagging.storage.engine import Database
 from hl7 import er7
-from hl7.inbound import MessageHandler
+from hl7.handler import MessageHandler
 from tests import samples
 from tests.gp_helpers import decide, document_id, feed_table, send, token_for
 

@@ -17,8 +17,8 @@ from hl7apy.parser import parse_message
 from sqlalchemy import select
 
 from flagging import organisations
-from flagging.db import Database
 from flagging.models import InboundMessage
+from flagging.storage.engine import Database
 from hl7.client import MLLPClient
 from hl7.listener import MLLPListener
 from tests import samples

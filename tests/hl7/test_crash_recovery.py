@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import func, select
 
 from config import Settings
-from flagging.db import Database
 from flagging.models import Document, InboundMessage
+from flagging.storage.engine import Database
 from hl7.client import MLLPClient
 from tests import samples
 

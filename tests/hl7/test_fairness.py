@@ -12,10 +12,10 @@ from sqlalchemy import select
 
 from cli.wiring import SenderNetworks, in_networks
 from flagging.bindings import set_bindings
-from flagging.db import Database
 from flagging.models import InboundMessage, MessageOutcome, Sender
+from flagging.storage.engine import Database
 from hl7.client import MLLPClient
-from hl7.inbound import MessageHandler
+from hl7.handler import MessageHandler
 from hl7.listener import MLLPListener
 from tests import samples
 

@@ -14,9 +14,9 @@ from werkzeug.serving import make_server
 
 from cli.wiring import Services, web_app
 from config import Settings
-from flagging.db import Database
 from flagging.models import InboundMessage
-from hl7.inbound import MessageHandler
+from flagging.storage.engine import Database
+from hl7.handler import MessageHandler
 from hl7.listener import MLLPListener
 from tests import fuzzing
 

@@ -7,11 +7,11 @@ import logging
 import pytest
 from sqlalchemy import select
 
-from flagging.db import Database
 from flagging.models import Document, InboundMessage, MessageOutcome
-from hl7 import inbound
+from flagging.storage.engine import Database
+from hl7 import handler as handler_module
 from hl7.client import MLLPClient
-from hl7.inbound import MessageHandler
+from hl7.handler import MessageHandler
 from hl7.listener import MLLPListener
 from hl7.mllp import encode
 from hl7.parsing import parse_datetime
@@ -146,7 +146,7 @@ def test_an_unforeseen_failure_is_answered_ar_207_recorded_and_logged_by_hash_on
     def broken(raw: bytes, settings: object) -> None:
         raise RuntimeError(raw.decode())  # an error whose text would leak the message
 
-    monkeypatch.setattr(inbound, "_read", broken)
+    monkeypatch.setattr(handler_module, "read", broken)
     message = samples.mdm(control_id="BROKEN")
 
     with caplog.at_level(logging.INFO):
@@ -165,12 +165,12 @@ def test_an_unforeseen_failure_is_answered_ar_207_recorded_and_logged_by_hash_on
 class _Exploding:
     """A handler that fails on every frame: what the listener's last line of defence is for."""
 
-    def handle(self, raw: bytes, *, transport: str, peer: str = "") -> inbound.Reply:
+    def handle(self, raw: bytes, *, transport: str, peer: str = "") -> handler_module.Reply:
         raise RuntimeError("boom")
 
     def handle_oversize(
         self, head: bytes, size: int, *, transport: str, peer: str = ""
-    ) -> inbound.Reply:
+    ) -> handler_module.Reply:
         raise RuntimeError("boom")
 
     def record_truncated(self, head: bytes, size: int, *, transport: str, peer: str = "") -> None:

@@ -9,9 +9,9 @@ import pytest
 
 from cli.main import main
 from config import Settings
-from flagging.db import Database
+from flagging.storage.engine import Database
 from hl7 import inspect
-from hl7.inbound import MessageHandler
+from hl7.handler import MessageHandler
 from tests import samples
 
 pytestmark = pytest.mark.skipif(

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from flagging.db import Database
 from flagging.models import Document, InboundMessage
+from flagging.storage.engine import Database
 from hl7.client import MLLPClient
-from hl7.inbound import MessageHandler
+from hl7.handler import MessageHandler
 from hl7.listener import MLLPListener
 from hl7.mllp import encode
 from tests import samples

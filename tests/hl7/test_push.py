@@ -15,10 +15,10 @@ from sqlalchemy import select, update
 
 from cli.scheduler import JOBS
 from flagging import practice_settings
-from flagging.db import Database
 from flagging.models import Practice, Visibility
+from flagging.storage.engine import Database
 from hl7 import er7
-from hl7.inbound import MessageHandler
+from hl7.handler import MessageHandler
 from hl7.mllp import Frame, FrameDecoder, encode
 from hl7.push import PushRejected, PushSettings, check_ack, push_due
 from tests import samples

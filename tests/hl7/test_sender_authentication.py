@@ -20,13 +20,13 @@ from sqlalchemy import func, select
 
 from flagging import bindings, organisations
 from flagging.bindings import Peer
-from flagging.db import Database
 from flagging.errors import Conflict
 from flagging.models import Document, DocumentVersion, FeedEvent, InboundMessage, Sender
-from flagging.rawsql import Raw
+from flagging.storage.engine import Database
+from flagging.storage.rawsql import Raw
 from flagging.visibility import Actor, decide_visibility
 from hl7.client import MLLPClient
-from hl7.inbound import MessageHandler, Reply
+from hl7.handler import MessageHandler, Reply
 from hl7.listener import MLLPListener
 from tests import samples
 from tests.pki import CertificateAuthority, Issued

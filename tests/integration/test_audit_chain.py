@@ -14,8 +14,9 @@ from sqlalchemy import func, select, text
 from cli.main import main
 from config import Settings
 from flagging import audit, audit_log
-from flagging.db import Database, run_batch
 from flagging.models import AuditEntry
+from flagging.storage.batches import run_batch
+from flagging.storage.engine import Database
 
 NHS = "9990000018"
 

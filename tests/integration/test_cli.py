@@ -14,8 +14,8 @@ from cli.commands.service import check_mllp_exposure
 from cli.main import main
 from config import Settings
 from flagging import bindings, organisations
-from flagging.db import Database
-from hl7.inbound import MessageHandler
+from flagging.storage.engine import Database
+from hl7.handler import MessageHandler
 from hl7.listener import MLLPListener
 from tests import samples
 from tests.pki import CertificateAuthority

@@ -12,7 +12,7 @@ import pytest
 from cli.main import main
 from config import Settings
 from flagging import users
-from flagging.db import Database
+from flagging.storage.engine import Database
 
 
 @pytest.fixture(autouse=True)

@@ -14,8 +14,8 @@ from werkzeug.serving import make_server
 from cli.main import main
 from cli.wiring import Services, web_app
 from config import Settings
-from flagging.db import Database
-from hl7.inbound import MessageHandler
+from flagging.storage.engine import Database
+from hl7.handler import MessageHandler
 from tests import samples
 from tests.gp_helpers import send
 

@@ -22,11 +22,12 @@ from sqlalchemy import select
 from cli.wiring import Services, web_app
 from config import Settings
 from flagging import organisations
-from flagging.db import Database
-from flagging.migrate import upgrade
+from flagging import receiver as receiver_module
 from flagging.models import InboundMessage, MessageOutcome
-from hl7 import inbound
-from hl7.inbound import MessageHandler
+from flagging.receiver import Receiver
+from flagging.storage.engine import Database
+from flagging.storage.migrate import upgrade
+from hl7.handler import MessageHandler
 from tests import samples
 
 VOLUME = "8m"
@@ -77,7 +78,8 @@ def test_a_full_volume_is_answered_ar_and_aa_comes_back_once_space_is_freed_with
     with db.transaction() as session:
         organisations.add_sender(session, samples.SENDER, "Test Hospitals NHS Trust")
         organisations.add_practice(session, samples.PRACTICE, "The Surgery")
-    handler = MessageHandler(db, own, writer_process=True)  # as `flagging serve` on SQLite
+    # As `flagging serve` on SQLite:
+    handler = MessageHandler(Receiver(db, own, writer_process=True))
     client = web_app(Services(own, db, handler)).test_client()
     try:
         assert handler.handle(_message(0), transport="mllp").code == "AA"
@@ -90,7 +92,7 @@ def test_a_full_volume_is_answered_ar_and_aa_comes_back_once_space_is_freed_with
             filler.write_bytes(b"\0" * 2 * 1024 * 1024)
         codes: dict[int, str] = {}
         started = time.monotonic()
-        with caplog.at_level(logging.INFO, logger="hl7.inbound"):
+        with caplog.at_level(logging.INFO, logger="hl7.handler"):
             for i in range(1, 400):
                 codes[i] = handler.handle(_message(i), transport="mllp").code
                 if list(codes.values())[-5:] == ["AR"] * 5:
@@ -102,7 +104,7 @@ def test_a_full_volume_is_answered_ar_and_aa_comes_back_once_space_is_freed_with
             readiness_while_full = client.get("/readyz")
             filler.unlink()
             # No message since: readiness finds out with a probe write of its own.
-            monkeypatch.setattr(inbound, "PROBE_AFTER", 0.0)
+            monkeypatch.setattr(receiver_module, "PROBE_AFTER", 0.0)
             readiness_freed = client.get("/readyz")
             again = {i: handler.handle(_message(i), transport="mllp").code for i in refused}
             more = handler.handle(_message(500), transport="mllp").code

@@ -18,10 +18,11 @@ from flask.testing import FlaskClient
 
 from cli.wiring import Services, web_app
 from config import Settings, load_settings
-from flagging.db import Database
 from flagging.models import Visibility
+from flagging.receiver import Receiver
+from flagging.storage.engine import Database
 from flagging.visibility import Actor, decide_visibility
-from hl7.inbound import MessageHandler
+from hl7.handler import MessageHandler
 from tests import samples
 from tests.gp_helpers import add_practice, document_id, feed_table, token_for
 
@@ -43,7 +44,7 @@ def write(database_url: str, instance: str, writer: int, count: int) -> None:
         }
     )
     db = Database(settings)
-    handler = MessageHandler(db, settings)
+    handler = MessageHandler(Receiver(db, settings))
     rng = random.Random(writer)
     mine: list[str] = []
     actor = Actor(code=f"W{writer}", name=f"Writer {writer}")

@@ -8,11 +8,11 @@ import pytest
 from sqlalchemy import select
 
 from flagging import gp_reads, gp_tokens, practice_settings, push_queue, zfl
-from flagging.db import Database
 from flagging.errors import Conflict, InvalidInput, NotFound
 from flagging.models import GPToken, Practice, Visibility
+from flagging.storage.engine import Database
 from flagging.tokens import hash_token
-from hl7.inbound import MessageHandler
+from hl7.handler import MessageHandler
 from tests import samples
 from tests.gp_helpers import (
     OTHER_PRACTICE,

@@ -10,7 +10,6 @@ from sqlalchemy import func, select
 
 from config import Settings, load_settings
 from flagging import organisations
-from flagging.db import Database
 from flagging.models import (
     Document,
     DocumentVersion,
@@ -19,7 +18,9 @@ from flagging.models import (
     MessageOutcome,
 )
 from flagging.models.documents import DocumentStatus
-from hl7.inbound import MessageHandler
+from flagging.receiver import Receiver
+from flagging.storage.engine import Database
+from hl7.handler import MessageHandler
 from tests import samples
 
 
@@ -314,7 +315,9 @@ def test_unreachable_database_is_answered_ar_never_aa(
 ) -> None:
     # A server nobody listens on; a SQLite "database" that is a folder.
     unreachable = Settings(env="test", database_url=url.format(dir=tmp_path), secret_key="x")
-    broken = MessageHandler(Database(unreachable), unreachable, writer_process=writer_process)
+    broken = MessageHandler(
+        Receiver(Database(unreachable), unreachable, writer_process=writer_process)
+    )
     try:
         for _ in range(2):  # and again: a failure leaves the handler usable
             reply = broken.handle(samples.mdm(), transport="mllp")
@@ -364,7 +367,7 @@ def test_training_and_debug_messages_are_rejected_ar_202_in_production_and_reach
             "FLAGGING_DATABASE_URL": settings.database_url,
         }
     )
-    handler = MessageHandler(db, production)
+    handler = MessageHandler(Receiver(db, production))
 
     reply = handler.handle(
         samples.mdm(control_id="TRAIN1", processing_id=processing_id, version="2.5.1"),

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from flagging.db import Database
 from flagging.models import Visibility
+from flagging.storage.engine import Database
 from flagging.visibility import Actor, decide_visibility, release_lapsed
-from hl7.inbound import MessageHandler
+from hl7.handler import MessageHandler
 from tests import accounts, samples
 
 OUR_LOGGERS = ("flagging", "hl7", "api", "cli")

@@ -9,9 +9,10 @@ import time
 from pathlib import Path
 
 from config import Settings
-from flagging.db import Database
+from flagging.receiver import Receiver
+from flagging.storage.engine import Database
 from hl7.client import MLLPClient
-from hl7.inbound import MessageHandler
+from hl7.handler import MessageHandler
 from hl7.listener import MLLPListener
 from tests import samples
 
@@ -38,12 +39,12 @@ def test_large_messages_do_not_leave_the_listener_and_writer_holding_their_peak(
     db: Database, settings: Settings, sender_token: str
 ) -> None:
     roomy = dataclasses.replace(settings, max_message_bytes=16 * MIB)
-    handler = MessageHandler(db, roomy, writer_process=True)
+    handler = MessageHandler(Receiver(db, roomy, writer_process=True))
     listener = MLLPListener(handler, port=0, max_message_bytes=16 * MIB).start()
     try:
         with MLLPClient(*listener.address) as client:
             assert b"MSA|AA|WARM" in client.send(samples.mdm(control_id="WARM"))
-            writer = handler._group.pid  # type: ignore[union-attr]
+            writer = handler.receiver._group.pid  # type: ignore[union-attr]
             assert writer is not None
             before = _rss_mib(writer), _rss_mib(os.getpid())
             for i in range(4):

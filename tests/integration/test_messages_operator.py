@@ -11,9 +11,9 @@ import pytest
 
 from cli.main import main
 from config import Settings
-from flagging.db import Database
 from flagging.models import InboundMessage, MessageOutcome
-from hl7.inbound import MessageHandler
+from flagging.storage.engine import Database
+from hl7.handler import MessageHandler
 from tests import samples
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from alembic import command
 from sqlalchemy import create_engine, text
 
-from flagging.migrate import alembic_config
+from flagging.storage.migrate import alembic_config
 
 
 def _run(url: str, action: str, revision: str) -> None:

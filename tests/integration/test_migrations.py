@@ -6,9 +6,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from flagging.db import Database
-from flagging.migrate import alembic_config
 from flagging.models import metadata
+from flagging.storage.engine import Database
+from flagging.storage.migrate import alembic_config
 
 
 def test_migrations_have_a_single_head() -> None:

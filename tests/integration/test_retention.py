@@ -11,9 +11,9 @@ from cli.main import main
 from cli.scheduler import retention_job
 from cli.wiring import Services
 from config import Settings
-from flagging.db import Database
 from flagging.models import InboundMessage, Practice
-from hl7.inbound import MessageHandler
+from flagging.storage.engine import Database
+from hl7.handler import MessageHandler
 from tests import samples
 from tests.gp_helpers import OTHER_PRACTICE, add_practice
 

@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import func, select, update
 
 from config import Settings
-from flagging.db import Database
 from flagging.models import Decision, Document, FeedEvent
-from hl7.inbound import MessageHandler
+from flagging.storage.engine import Database
+from hl7.handler import MessageHandler
 from tests import samples
 
 DOCUMENTS = 120

@@ -9,9 +9,9 @@ from argon2 import PasswordHasher
 from sqlalchemy import select
 
 from flagging import organisations, passwords, users
-from flagging.db import Database
 from flagging.errors import Conflict, InvalidInput
 from flagging.models import Sender, User
+from flagging.storage.engine import Database
 
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 PASSWORD = "correct horse battery staple"

@@ -8,7 +8,6 @@ import pytest
 from sqlalchemy import select, update
 
 from flagging import screening
-from flagging.db import Database
 from flagging.errors import Conflict, InvalidInput
 from flagging.models import (
     Decision,
@@ -20,9 +19,10 @@ from flagging.models import (
     Sender,
     Visibility,
 )
+from flagging.storage.engine import Database
 from flagging.visibility import Actor, decide_visibility, release_lapsed
 from flagging.worklist import Filters, worklist_page
-from hl7.inbound import MessageHandler
+from hl7.handler import MessageHandler
 from tests import samples
 
 CLINICIAN = Actor(code="C1234567", name="Dr Sam Grey", user_id=None)

@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import insert, select
 
 from flagging import organisations
-from flagging.db import Database
 from flagging.errors import InvalidInput
 from flagging.models import Document, DocumentVersion, InboundMessage, Sender, Visibility
+from flagging.storage.engine import Database
 from flagging.worklist import Cursor, Filters, worklist_page
 
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)

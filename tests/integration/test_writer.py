@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import pytest
 
 from config import Settings
-from flagging.db import Database
-from flagging.rawsql import Raw
-from flagging.writer import WriterGone, WriterProcess
+from flagging.storage.engine import Database
+from flagging.storage.rawsql import Raw
+from flagging.storage.writer import WriterGone, WriterProcess
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ from api import itk
 from cli.main import main
 from config import Settings
 from flagging import mesh_channels, mesh_sending
-from flagging.db import Database
 from flagging.models import MeshChannel, MeshInbound
-from hl7.inbound import MessageHandler
+from flagging.storage.engine import Database
+from hl7.handler import MessageHandler
 from mesh import channel
 from tests import samples
 from tests.gp_helpers import OTHER_PRACTICE, add_practice, now, send

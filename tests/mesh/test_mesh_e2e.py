@@ -15,10 +15,10 @@ from sqlalchemy import func, select
 
 from api import itk
 from flagging import mesh_channels, mesh_sending
-from flagging.db import Database
 from flagging.models import MeshMessage, Practice, Visibility
+from flagging.storage.engine import Database
 from hl7.client import MLLPClient
-from hl7.inbound import MessageHandler
+from hl7.handler import MessageHandler
 from hl7.listener import MLLPListener
 from mesh import channel
 from tests import samples

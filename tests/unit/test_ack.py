@@ -8,7 +8,7 @@ import pytest
 from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.parser import parse_message, parse_segment
 
-from flagging.inbound import Problem
+from flagging.received import Problem
 from hl7 import er7
 from hl7.ack import ack_code, build_ack, escape
 from hl7.parsing import Header, read_header

@@ -7,8 +7,8 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from flagging.inbound import DocumentInput
 from flagging.models.documents import VersionChange
+from flagging.received import DocumentInput
 from hl7 import er7
 from hl7.errors import MessageRejected
 from hl7.parsing import (

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from flagging.ingest import KEY_LENGTH, bounded_key
 from flagging.logs import Throttle
+from flagging.store import KEY_LENGTH, bounded_key
 
 
 def test_a_failure_repeated_a_hundred_times_is_one_line_then_one_line_with_the_count(

@@ -6,8 +6,9 @@ commit's fsync let go of it, and getting it back means waiting for a thread that
 next message. On the 2-core bench machine the listener then used one core and left most of the
 other idle (bench/ingest.py, 8 connections). Here the transactions run in a process of their
 own: connection threads parse, check and build ACKs; the writer process takes whatever units
-of work have arrived, runs them in one transaction (flagging.db.run_batch), commits, and sends
-each unit's result back. A unit's reply reaches its caller only after that commit.
+of work have arrived, runs them in one transaction (flagging.storage.batches.run_batch),
+commits, and sends each unit's result back. A unit's reply reaches its caller only after that
+commit.
 
 The two pipes join two processes of ours and nothing else (pickle is safe on them). Units of
 work must be picklable callables taking a `Raw` (plain data, no connections) whose classes the
@@ -37,9 +38,10 @@ from typing import Any, Generic, TypeVar
 from config import Settings
 from config.logs import configure_logging
 from flagging import memory
-from flagging.db import Database, acquired_lock, run_batch
 from flagging.logs import Throttle
-from flagging.rawsql import Raw
+from flagging.storage.batches import acquired_lock, run_batch
+from flagging.storage.engine import Database
+from flagging.storage.rawsql import Raw
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +119,10 @@ class WriterProcess(Generic[T]):
         units_in, units_out = os.pipe()
         replies_in, replies_out = os.pipe()
         # The project root first, so the child imports this same code.
-        path = [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH", "")]
+        path = [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p)}
         process = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
-            [sys.executable, "-m", "flagging.writer", str(units_in), str(replies_out)],
+            [sys.executable, "-m", "flagging.storage.writer", str(units_in), str(replies_out)],
             pass_fds=(units_in, replies_out),
             stdin=subprocess.DEVNULL,
             env=env,
@@ -239,13 +241,13 @@ def _picklable(error: BaseException | None) -> BaseException | None:
 
 
 def main(argv: list[str]) -> None:
-    """`python -m flagging.writer UNITS_FD REPLIES_FD`, as `WriterProcess` starts it."""
+    """`python -m flagging.storage.writer UNITS_FD REPLIES_FD`, as `WriterProcess` starts it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the listener decides when to stop
     serve(Connection(int(argv[0]), writable=False), Connection(int(argv[1]), readable=False))
 
 
 if __name__ == "__main__":
-    # Through the imported module, so what is pickled names flagging.writer, not __main__.
-    from flagging import writer
+    # Through the imported module, so what is pickled names flagging.storage.writer, not __main__.
+    from flagging.storage import writer
 
     writer.main(sys.argv[1:])
