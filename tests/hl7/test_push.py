@@ -16,11 +16,12 @@ from sqlalchemy import select, update
 from cli.scheduler import JOBS
 from flagging import practice_settings
 from flagging.models import Practice, Visibility
+from flagging.push_job import push_due
 from flagging.storage.engine import Database
 from hl7 import er7
 from hl7.handler import MessageHandler
 from hl7.mllp import Frame, FrameDecoder, encode
-from hl7.push import PushRejected, PushSettings, check_ack, push_due
+from hl7.push import MLLPPush, PushRejected, PushSettings, check_ack
 from tests import samples
 from tests.gp_helpers import decide, document_id, now, send
 from tests.pki import CertificateAuthority
@@ -122,7 +123,7 @@ def _retry_now(db: Database) -> None:
         session.execute(update(Practice).values(push_retry_at=now() - timedelta(seconds=1)))
 
 
-SETTINGS = PushSettings(timeout=5)
+SETTINGS = MLLPPush(PushSettings(timeout=5))
 
 
 def test_events_are_delivered_in_order_annotated_for_the_practice(
@@ -233,13 +234,13 @@ def test_a_practice_that_requires_mutual_tls_receives_the_push_with_our_certific
                 push_port=receiver.port,
                 push_tls=True,
             )
-        without_certificate = PushSettings(timeout=5, ssl_context=ca.client_context())
+        without_certificate = MLLPPush(PushSettings(timeout=5, ssl_context=ca.client_context()))
         assert push_due(db, without_certificate) == 0
         assert receiver.received == []
         assert _practice(db).push_failures == 1
 
         _retry_now(db)
-        with_certificate = PushSettings(timeout=5, ssl_context=ca.client_context(ours))
+        with_certificate = MLLPPush(PushSettings(timeout=5, ssl_context=ca.client_context(ours)))
         assert push_due(db, with_certificate) == 1
         assert [m.msh.field(10) for m in receiver.received] == [f"{samples.PRACTICE}-{1:013d}"]
         assert (_practice(db).push_seq, _practice(db).push_error) == (1, "")
