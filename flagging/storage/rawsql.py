@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar, cast
 
@@ -38,7 +38,7 @@ class Raw:
         self._memo: dict[Hashable, Any] = {}
         # Audit entries held back to the end of the transaction (flagging.audit.defer), so the
         # audit chain's lock is the last one it takes.
-        self.deferred: list[dict[str, Any]] = []
+        self.deferred: list[Mapping[str, Any]] = []
         # Feed events held back likewise (flagging.feed.defer_event): each practice's feed
         # row is locked only from their numbering, just before the audit entries, to commit.
         self.feed_events: list[dict[str, Any]] = []
