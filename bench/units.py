@@ -4,13 +4,15 @@ Run `.venv/bin/python bench/units.py`. It reads the bench's messages (bench/inge
 6.6 KB MDM^T02 and the ~200 KB ORU^R01 with a PDF) through the HL7 edge as the listener does,
 catches the unit of work the receiver hands to the writer process (flagging/receive.py
 `Receive`), and prints its pickled size and the time of a dumps plus a loads, with the same
-for the reply that comes back. Deterministic sizes; the times are only a rough guide.
+for the reply that comes back; then the bytes the SQLite database grows by per MDM message
+(rows and indexes, over 500 messages). Deterministic sizes; the times are a rough guide.
 """
 
 from __future__ import annotations
 
 import pickle
 import shutil
+import sqlite3
 import sys
 import tempfile
 import time
@@ -24,16 +26,54 @@ from bench.ingest import mdm_templates, oru_templates  # noqa: E402
 from bench.service import prepare, service_env  # noqa: E402
 
 
-def _catch(raw: bytes, env: dict[str, str]) -> tuple[Any, Any]:
-    """The unit the receiver would send to the writer process for `raw`, and its reply."""
+def _handler(env: dict[str, str]) -> Any:
+    """A message handler with the in-process group commit, on the database `env` names."""
     # Imported here, as bench/ingest.py's helpers need nothing of the service.
     from config.settings import load_settings
-    from flagging.bindings import Peer
     from flagging.receiver import Receiver
     from flagging.storage.engine import Database
     from hl7.handler import MessageHandler
 
-    receiver = Receiver(Database(load_settings(env)), load_settings(env))
+    settings = load_settings(env)
+    return MessageHandler(Receiver(Database(settings), settings))
+
+
+def _growth(env: dict[str, str], count: int = 500) -> float:
+    """Bytes the database file grows by per 6.6 KB MDM message, after a checkpoint."""
+    from flagging.bindings import Peer
+
+    handler = _handler(env)
+    database = Path(env["FLAGGING_INSTANCE_PATH"]) / "flagging.sqlite3"
+    template = mdm_templates(1)[0]
+
+    def send(first: int, number: int) -> None:
+        for i in range(first, first + number):
+            raw = template.render(f"G{i:08d}".encode())
+            reply = handler.handle(raw, transport="mllp", connection=Peer("127.0.0.1"))
+            assert b"MSA|AA" in reply.ack, reply.ack
+
+    def size() -> int:
+        with sqlite3.connect(database) as connection:
+            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            pages, free = (
+                connection.execute(f"PRAGMA {name}").fetchone()[0]
+                for name in ("page_count", "freelist_count")
+            )
+            page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+        return int((pages - free) * page_size)
+
+    send(0, 100)  # past the first pages of every table and index
+    before = size()
+    send(100, count)
+    return (size() - before) / count
+
+
+def _catch(raw: bytes, env: dict[str, str]) -> tuple[Any, Any]:
+    """The unit the receiver would send to the writer process for `raw`, and its reply."""
+    from flagging.bindings import Peer
+
+    handler = _handler(env)
+    receiver = handler.receiver
     caught: list[Any] = []
     run = receiver._group.run
 
@@ -43,8 +83,7 @@ def _catch(raw: bytes, env: dict[str, str]) -> tuple[Any, Any]:
         caught.append(result)
         return result
 
-    receiver._group.run = spy  # type: ignore[method-assign]
-    handler = MessageHandler(receiver)
+    receiver._group.run = spy
     reply = handler.handle(raw, transport="mllp", peer="127.0.0.1:1", connection=Peer("127.0.0.1"))
     assert b"MSA|AA" in reply.ack, reply.ack
     return caught[0], caught[1]
@@ -72,6 +111,7 @@ def main() -> None:
             f"{name}: message {len(raw)} B; unit pickles to {size} B "
             f"({cost:.1f} us dumps+loads); reply {reply} B ({reply_cost:.1f} us)"
         )
+    print(f"SQLite database growth: {_growth(env):.0f} B per MDM message")
     shutil.rmtree(instance, ignore_errors=True)
 
 

@@ -17,7 +17,7 @@ its ACK (HL7 is the edge's business) and hands the arrival back with that refusa
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from flagging import audit
 from flagging.ingest import Screened, store_document
@@ -25,6 +25,7 @@ from flagging.models import InboundMessage, MessageOutcome, max_length
 from flagging.organisations import SenderPolicy, sender_policy
 from flagging.receipts import AcceptedMessage, content_hash, find_accepted, record_message
 from flagging.received import DocumentInput, Problem, Receipt
+from flagging.spans import find_spans
 from flagging.storage.rawsql import Raw
 
 # The ERR-3 codes (HL7 table 0357) of the refusals decided here.
@@ -79,6 +80,19 @@ class Arrival:
         if self.refusal is not None or not self.documents:
             return set()
         return {doc.practice_ods_code for doc in self.documents if doc.practice_ods_code}
+
+    def with_spans(self) -> Arrival:
+        """The arrival with each document's text as spans of its message where it is made of
+        them (flagging/spans.py): stored so, and half the bytes to the writer process."""
+        if self.refusal is not None or not self.documents:
+            return self
+        documents = []
+        for doc in self.documents:
+            spans = find_spans(self.receipt.raw, doc.content) if doc.content else None
+            documents.append(
+                doc if spans is None else replace(doc, content=None, content_spans=spans)
+            )
+        return replace(self, documents=documents)
 
 
 @dataclass(frozen=True)
@@ -227,6 +241,7 @@ def _accept(raw: Raw, arrival: Arrival, sender: SenderPolicy, label: str) -> Ver
             sender=sender,
             message_id=message_id,
             doc=doc,
+            message=receipt.raw,
             now=receipt.received_at,
             screened=screened,
         )
