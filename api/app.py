@@ -14,6 +14,7 @@ from flask import Flask, g, request
 from werkzeug.routing import IntegerConverter, Map
 from werkzeug.wrappers import Response
 
+from api.context import discard_transaction, in_request_transaction
 from config import Settings, load_settings, logs
 from flagging.transactions import Transactions
 
@@ -160,4 +161,8 @@ def create_app(
     app.register_blueprint(metrics.bp)
     app.register_blueprint(ingest_blueprint.bp)
     app.register_blueprint(gp_blueprint.bp)
+    # Every view runs in the request's transaction (api/context.py), committed at its end.
+    for endpoint, view in app.view_functions.items():
+        app.view_functions[endpoint] = in_request_transaction(view)
+    app.teardown_request(discard_transaction)
     return app

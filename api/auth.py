@@ -28,6 +28,7 @@ from flask import abort, g, redirect, request, session, url_for
 from werkzeug.wrappers import Response
 
 from api.context import database, settings
+from api.context import db_session as request_session
 from flagging.errors import NotFound
 from flagging.models import Role, User
 from flagging.users import credential_stamp, end_sessions, find_user, get_user
@@ -80,15 +81,16 @@ def sign_in(user: User) -> None:
     session[SESSION_STAMP] = credential_stamp(user)
     session[SESSION_GENERATION] = user.session_generation
     session[SESSION_CSRF] = secrets.token_urlsafe(32)
-    g.pop("signed_in", None)
+    # The rest of this request is theirs: not reloaded from the database, where a rehashed
+    # password (and so the stamp) is not committed until the request's transaction is.
+    g.signed_in = SignedIn.of(user)
 
 
 def sign_out() -> None:
     """End this user's sessions on the server (every copy of the cookie), then this one."""
     user = signed_in()
     if user is not None and not user.single_sign_on:
-        with database().transaction() as db_session:
-            end_sessions(db_session, user.id)
+        end_sessions(request_session(), user.id)  # committed with the request
     session.clear()
     g.pop("signed_in", None)
 

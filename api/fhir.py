@@ -16,8 +16,9 @@ from typing import Any
 
 from fhir.resources.R4B.documentreference import DocumentReference
 
-from flagging.gp import DocumentView, is_replacement
+from flagging.gp_reads import DocumentView
 from flagging.models import DocumentStatus, DocumentVersion, Visibility
+from flagging.zfl import is_replacement
 
 FHIR_JSON = "application/fhir+json"
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"

@@ -26,7 +26,7 @@ from typing import Any
 from fhir.resources.R4B.bundle import Bundle
 
 from api.fhir import NOPAT, ODS_CODE, RESTRICTED, document_reference
-from flagging.mesh import MeshTarget, Outbound
+from flagging.mesh_sending import MeshTarget, Outbound
 
 NHS_NUMBER = "https://fhir.nhs.uk/Id/nhs-number"
 MESSAGE_EVENT = "https://fhir.nhs.uk/STU3/CodeSystem/ITK-MessageEvent-2"

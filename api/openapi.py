@@ -13,7 +13,7 @@ from api.schemas.acknowledgements import AcknowledgementRequestSchema, Acknowled
 from api.schemas.documents import DocumentSchema, VersionQuerySchema
 from api.schemas.feed import FeedPageSchema, FeedQuerySchema
 from api.schemas.problems import ProblemSchema
-from flagging.gp import MAX_SEQ
+from flagging.gp_reads import MAX_SEQ
 
 PROBLEM_JSON = "application/problem+json"
 

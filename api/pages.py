@@ -7,7 +7,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from flagging.errors import Conflict, FlaggingError, InvalidInput, NotFound
-from flagging.gp import MAX_SEQ
+from flagging.gp_reads import MAX_SEQ
 
 # Our pages load nothing from elsewhere and run no script; a PDF is embedded from ourselves.
 CONTENT_SECURITY_POLICY = (

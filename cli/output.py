@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
-from flagging.gp import TokenInfo
-from flagging.mesh import MeshStatus, SentMessage
+from flagging.gp_tokens import TokenInfo
+from flagging.mesh_channels import MeshStatus, SentMessage
 from flagging.models import (
     Document,
     DocumentVersion,

@@ -13,10 +13,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from api import itk
 from cli.wiring import Services
 from flagging import telemetry
+from flagging.push_job import push_due
 from flagging.retention import run_retention
 from flagging.visibility import release_lapsed
 from hl7.client import tls_context
-from hl7.push import PushSettings, push_due
+from hl7.push import MLLPPush, PushSettings
 from mesh import channel as mesh_channel
 from mesh.client import MeshConfig
 
@@ -34,14 +35,16 @@ def release_job(services: Services) -> int:
 
 
 def push_job(services: Services) -> int:
-    """Deliver the feeds of practices with an MLLP endpoint, in order (see hl7/push.py). Each
-    delivery is its own short transaction: a run talks to the network between them."""
+    """Deliver the feeds of practices with an MLLP endpoint, in order (flagging/push_job.py,
+    over hl7/push.py's links). Each delivery is its own short transaction: a run talks to the
+    network between them."""
     settings = services.settings
     context = None
     if settings.push_tls_ca or settings.push_tls_cert:
         context = tls_context(settings.push_tls_ca, settings.push_tls_cert, settings.push_tls_key)
     delivered = push_due(
-        services.db, PushSettings(fallback_charset=settings.fallback_charset, ssl_context=context)
+        services.db,
+        MLLPPush(PushSettings(fallback_charset=settings.fallback_charset, ssl_context=context)),
     )
     if delivered:
         log.info("pushed %d feed events", delivered)

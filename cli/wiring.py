@@ -16,9 +16,9 @@ from api import create_app
 from config import Settings
 from flagging import memory
 from flagging.bindings import bound_networks
-from flagging.gp import Annotation
 from flagging.receiver import Receiver
 from flagging.storage.engine import Database
+from flagging.zfl import Annotation
 from hl7.annotate import annotate
 from hl7.handler import MessageHandler
 from hl7.inspect import inspect

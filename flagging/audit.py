@@ -25,7 +25,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Required, TypedDict, Unpack
 
 from sqlalchemy.orm import Session
 
@@ -230,33 +230,24 @@ def flush_deferred(raw: Raw) -> None:
         _append_all(raw, entries)
 
 
-def record(
-    session: Session,
-    *,
-    actor: str,
-    action: Action,
-    outcome: str = "",
-    document_id: int | None = None,
-    message_id: int | None = None,
-    nhs_number: str = "",
-    practice: str = "",
-    detail: Mapping[str, Any] | None = None,
-    at: datetime | None = None,
-) -> int:
+class Entry(TypedDict, total=False):
+    """What `append` takes besides the connection: one entry's fields (actor, action required)."""
+
+    actor: Required[str]
+    action: Required[Action]
+    outcome: str
+    document_id: int | None
+    message_id: int | None
+    nhs_number: str
+    practice: str
+    detail: Mapping[str, Any] | None
+    at: datetime | None
+
+
+def record(session: Session, **entry: Unpack[Entry]) -> int:
     """`append` inside an ORM session's transaction (flushed first, so ids exist)."""
     session.flush()
-    return append(
-        Raw.on(session.connection()),
-        actor=actor,
-        action=action,
-        outcome=outcome,
-        document_id=document_id,
-        message_id=message_id,
-        nhs_number=nhs_number,
-        practice=practice,
-        detail=detail,
-        at=at,
-    )
+    return append(Raw.on(session.connection()), **entry)
 
 
 def document_read(

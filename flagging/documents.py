@@ -5,12 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from flagging import feed
 from flagging.errors import Conflict, NotFound
-from flagging.models import Decision, Document, DocumentVersion, ScreeningHit, ScreeningRule
+from flagging.models import (
+    Decision,
+    Document,
+    DocumentVersion,
+    ScreeningHit,
+    ScreeningRule,
+    Sender,
+)
 from flagging.organisations import get_practice
 from flagging.store import bounded_key
 
@@ -161,3 +168,65 @@ def version_text(version: DocumentVersion) -> str | None:
     if not version.content_type.startswith("text/") and version.content_type:
         return None
     return version.content.decode("utf-8", "replace")
+
+
+def trust_document(session: Session, sender_id: int | None, document_id: int) -> Document:
+    """A document of the trust (sender) a clinician belongs to. Any other answers NotFound,
+    exactly as one that does not exist: a clinician cannot learn what other trusts hold."""
+    document = session.get(Document, document_id)
+    if document is None or sender_id is None or document.sender_id != sender_id:
+        raise NotFound(f"There is no document {document_id} for your trust.")
+    return document
+
+
+def trust_document_by_number(
+    session: Session, sender_id: int | None, sender_code: str, document_number: str
+) -> Document:
+    """The trust's document by the stable link an EPR opens (MSH-4 code, TXA-12 / OBR-3);
+    NotFound for another trust's, as for one that does not exist."""
+    own = session.get(Sender, sender_id) if sender_id else None
+    document = None
+    if own is not None and own.ods_code == sender_code.strip().upper():
+        document = find_by_number(session, own.id, document_number)
+    if document is None:
+        raise NotFound(f"There is no document {document_number} from {sender_code} for your trust.")
+    return document
+
+
+def version_numbered(
+    versions: list[DocumentVersion], document_id: int, number: int | None
+) -> DocumentVersion:
+    """The version asked for among a document's versions, or the latest when none is."""
+    if number is None:
+        return versions[-1]
+    matching = [v for v in versions if v.version == number]
+    if not matching:
+        raise NotFound(f"Document {document_id} has no version {number}.")
+    return matching[0]
+
+
+def rules_holding(
+    session: Session,
+    document: Document,
+    versions: list[DocumentVersion],
+    latest_hits: list[tuple[ScreeningHit, ScreeningRule]] | None = None,
+) -> list[ScreeningRule]:
+    """Why the latest version is held, each rule once: the rules that matched it or, for a
+    version held because the one before it was, the rules that held that one."""
+    hits = screening_hits_of(session, versions[-1].id) if latest_hits is None else latest_hits
+    if not hits and not document.auto_release:
+        for earlier in reversed(versions[:-1]):
+            hits = screening_hits_of(session, earlier.id)
+            if hits:
+                break
+    return list({(r.name, r.category): r for _, r in hits}.values())
+
+
+def count_unroutable(session: Session) -> int:
+    """Documents waiting for an administrator to name their practice."""
+    return int(
+        session.scalar(
+            select(func.count()).select_from(Document).where(Document.practice_id.is_(None))
+        )
+        or 0
+    )

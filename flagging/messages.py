@@ -165,3 +165,18 @@ def original_bytes(session: Session, message: InboundMessage) -> bytes:
     if message.duplicate_of_id is not None:
         return get_message(session, message.duplicate_of_id).raw or b""
     return b""
+
+
+def count_quarantined(session: Session) -> int:
+    """Quarantined messages not yet run again: what an administrator has to look at."""
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(InboundMessage)
+            .where(
+                InboundMessage.outcome == MessageOutcome.QUARANTINED.value,
+                InboundMessage.reprocessed_as_id.is_(None),
+            )
+        )
+        or 0
+    )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from flagging.gp import Annotation, Flag
+from flagging.zfl import Annotation, Flag
 from hl7 import er7
 from hl7.ack import escape
 from hl7.errors import HL7Error

@@ -1,32 +1,25 @@
-"""The push job: deliver each practice's feed, in order, to its MLLP endpoint.
+"""The MLLP side of the push job (flagging/push_job.py): a link to a practice's endpoint.
 
-One run takes each due practice (see flagging.push for the claim), opens one connection and
-sends the annotated message of each event after the last one delivered, waiting for its ACK:
-MSA-1 must be AA or CA and MSA-2 the MSH-10 sent. Anything else (no connection, a timeout, AE,
-AR, a wrong MSA-2) stops that practice's run; the same event is tried again after a backoff,
-and nothing after it is sent before it succeeds.
+Each delivery is the original message annotated for the practice (hl7/annotate.py), sent on one
+connection per run, and accepted only when MSA-1 is AA or CA and MSA-2 the MSH-10 sent.
+Anything else (no connection, a timeout, AE, AR, a wrong MSA-2) is DeliveryFailed, and the job
+tries the same event again after a backoff.
 """
 
 from __future__ import annotations
 
-import logging
 import ssl
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
-from flagging import push, telemetry
-from flagging.transactions import Transactions
+from flagging.push_job import DeliveryFailed
+from flagging.push_queue import Delivery, PushTarget
 from hl7 import er7
 from hl7.annotate import annotate
 from hl7.client import MLLPClient
 from hl7.errors import HL7Error
 
-log = logging.getLogger(__name__)
-
 ACCEPTED = ("AA", "CA")
-BATCH = 200  # events per practice per run, so one busy practice does not starve the others
 
 
 class PushRejected(HL7Error):
@@ -38,7 +31,6 @@ class PushSettings:
     # Seconds to connect, and to wait for each acknowledgement.
     timeout: float = 30.0
     fallback_charset: str = "windows-1252"
-    batch: int = BATCH
     # For practices pushed to over TLS: our CAs and client certificate (hl7.client.tls_context).
     # None: the system's CAs and no client certificate.
     ssl_context: ssl.SSLContext | None = None
@@ -73,86 +65,38 @@ def _connect(host: str, port: int, timeout: float, context: ssl.SSLContext | Non
     return MLLPClient(host, port, timeout=timeout, ssl_context=context)
 
 
-def deliver_practice(
-    db: Transactions,
-    practice_id: int,
-    settings: PushSettings,
-    *,
-    connect: ClientFactory = _connect,
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-) -> int:
-    """Deliver a practice's waiting events in order; returns how many were acknowledged."""
-    with db.transaction() as session:
-        target = push.claim(session, practice_id, clock())
-    if target is None:
-        return 0
-    seq = target.push_seq
-    sent = 0
-    context = None
-    if target.tls:
-        context = settings.ssl_context or ssl.create_default_context()
-    try:
-        client = connect(target.host, target.port, settings.timeout, context)
-    except OSError as exc:  # ssl.SSLError too: a failed handshake
-        _failed(db, target, seq + 1, f"cannot connect to {target.host}:{target.port}: {exc}", clock)
-        return 0
-    with client:
-        for _ in range(settings.batch):
-            with db.reading() as session:
-                delivery = push.next_delivery(session, target, seq)
-            if delivery is None:
-                break
-            message = annotate(
-                delivery.raw, delivery.annotation, fallback_charset=settings.fallback_charset
-            )
-            try:
-                ack = client.send(message)
-                check_ack(ack, delivery.annotation.control_id, settings.fallback_charset)
-            except (OSError, HL7Error) as exc:
-                _failed(db, target, delivery.seq, str(exc) or type(exc).__name__, clock)
-                return sent
-            with db.transaction() as session:
-                if not push.delivered(session, target, delivery.seq, clock()):
-                    log.warning(
-                        "push to %s: claim lost, another scheduler goes on", target.ods_code
-                    )
-                    return sent
-            seq, sent = delivery.seq, sent + 1
-    with db.transaction() as session:
-        push.release(session, target, seq)
-    return sent
+class MLLPPush:
+    """Opens MLLP links to practices' endpoints (the push job's `Opener`)."""
+
+    def __init__(self, settings: PushSettings, connect: ClientFactory = _connect) -> None:
+        self.settings = settings
+        self._connect = connect
+
+    def __call__(self, target: PushTarget) -> _MLLPLink:
+        context = None
+        if target.tls:
+            context = self.settings.ssl_context or ssl.create_default_context()
+        try:
+            client = self._connect(target.host, target.port, self.settings.timeout, context)
+        except OSError as exc:  # ssl.SSLError too: a failed handshake
+            raise DeliveryFailed(f"cannot connect to {target.host}:{target.port}: {exc}") from None
+        return _MLLPLink(client, self.settings.fallback_charset)
 
 
-def _failed(
-    db: Transactions, target: push.PushTarget, seq: int, error: str, clock: Callable[[], datetime]
-) -> None:
-    with db.transaction() as session:
-        retry_at = push.failed(session, target, seq, error, clock())
-    telemetry.push_failed(target.ods_code)
-    # No patient data here: the error text comes from the network or the receiver's ACK.
-    log.warning(
-        "push to %s failed at event %d, retry at %s: %s",
-        target.ods_code,
-        seq,
-        retry_at.isoformat(timespec="seconds"),
-        error,
-    )
+class _MLLPLink:
+    def __init__(self, client: MLLPClient, fallback_charset: str) -> None:
+        self._client = client
+        self._fallback_charset = fallback_charset
 
+    def send(self, delivery: Delivery) -> None:
+        message = annotate(
+            delivery.raw, delivery.annotation, fallback_charset=self._fallback_charset
+        )
+        try:
+            ack = self._client.send(message)
+            check_ack(ack, delivery.annotation.control_id, self._fallback_charset)
+        except (OSError, HL7Error) as exc:
+            raise DeliveryFailed(str(exc) or type(exc).__name__) from None
 
-def push_due(
-    db: Transactions,
-    settings: PushSettings,
-    *,
-    connect: ClientFactory = _connect,
-    time_budget: float = 50.0,
-) -> int:
-    """One run of the job: every due practice in turn, within a time budget."""
-    with db.reading() as session:
-        due = push.due_practices(session, datetime.now(UTC))
-    deadline = time.monotonic() + time_budget
-    delivered = 0
-    for practice_id in due:
-        if time.monotonic() > deadline:
-            break
-        delivered += deliver_practice(db, practice_id, settings, connect=connect)
-    return delivered
+    def close(self) -> None:
+        self._client.close()

@@ -1,6 +1,6 @@
 """The MESH jobs: send each practice's feed in order, poll tracking, collect responses.
 
-Sending takes each due practice (see flagging.mesh for the claim) and sends the message of
+Sending takes each due practice (see flagging.mesh_sending for the claim) and sends the message of
 each event after the last one sent, one at a time: an event counts as sent once MESH has given
 its message an id. MESH unavailable (no connection, a timeout, 5xx, 429) stops that practice's
 run and the same event is tried again after a backoff; MESH refusing the message stops the
@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 import requests
 from mesh_client import MeshClient
 
-from flagging import mesh as channel
+from flagging import mesh_sending, mesh_tracking
 from flagging.errors import FlaggingError
 from flagging.transactions import Transactions
 from mesh.client import MeshConfig, MeshRejected, MeshUnavailable, send
@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 BATCH = 200  # events per practice per run, so one busy practice does not starve the others
 
 # Builds a message's bytes (api/itk.py render) and its Mex-Subject (api/itk.py subject).
-Render = Callable[[channel.MeshTarget, channel.Outbound, str, datetime], bytes]
-Subject = Callable[[channel.Outbound], str]
+Render = Callable[[mesh_sending.MeshTarget, mesh_sending.Outbound, str, datetime], bytes]
+Subject = Callable[[mesh_sending.Outbound], str]
 Connect = Callable[[MeshConfig], MeshClient]
 Clock = Callable[[], datetime]
 
@@ -53,7 +53,7 @@ def send_practice(
 ) -> int:
     """Send a practice's waiting events in order; returns how many MESH accepted."""
     with db.transaction() as session:
-        target = channel.claim(session, practice_id, clock())
+        target = mesh_sending.claim(session, practice_id, clock())
     if target is None:
         return 0
     seq, count = target.sent_seq, 0
@@ -66,7 +66,7 @@ def send_practice(
         for _ in range(batch):
             try:
                 with db.reading() as session:
-                    outbound = channel.next_outbound(session, target, seq)
+                    outbound = mesh_sending.next_outbound(session, target, seq)
                     if outbound is None:
                         break
                     body = render(target, outbound, config.mailbox, clock())
@@ -86,7 +86,7 @@ def send_practice(
                 )
             except MeshRejected as exc:
                 with db.transaction() as session:
-                    channel.rejected(session, target, outbound.seq, str(exc), clock())
+                    mesh_sending.rejected(session, target, outbound.seq, str(exc), clock())
                 log.error(
                     "MESH channel of %s stopped at event %d: %s", target.ods_code, outbound.seq, exc
                 )
@@ -95,7 +95,7 @@ def send_practice(
                 _failed(db, target, outbound.seq, str(exc), clock)
                 return count
             with db.transaction() as session:
-                if not channel.sent(session, target, outbound, message_id, clock()):
+                if not mesh_sending.sent(session, target, outbound, message_id, clock()):
                     log.warning(
                         "MESH to %s: claim lost, another scheduler goes on", target.ods_code
                     )
@@ -104,15 +104,15 @@ def send_practice(
     finally:
         client.close()
     with db.transaction() as session:
-        channel.release(session, target, seq)
+        mesh_sending.release(session, target, seq)
     return count
 
 
 def _failed(
-    db: Transactions, target: channel.MeshTarget, seq: int, error: str, clock: Clock
+    db: Transactions, target: mesh_sending.MeshTarget, seq: int, error: str, clock: Clock
 ) -> None:
     with db.transaction() as session:
-        retry_at = channel.failed(session, target, seq, error, clock())
+        retry_at = mesh_sending.failed(session, target, seq, error, clock())
     # No patient data here: the error text comes from the network or MESH.
     log.warning(
         "MESH to %s failed at event %d, retry at %s: %s",
@@ -135,7 +135,7 @@ def send_due(
 ) -> int:
     """One run of the send job: every due practice in turn, within a time budget."""
     with db.reading() as session:
-        due = channel.due_channels(session, clock())
+        due = mesh_sending.due_channels(session, clock())
     deadline = time.monotonic() + time_budget
     total = 0
     for practice_id in due:
@@ -153,7 +153,7 @@ def track(
     """Poll MESH tracking of the messages whose status may still change; returns how many
     were updated. MESH being unavailable ends the run: the next one asks again."""
     with db.reading() as session:
-        pending = channel.to_track(session)
+        pending = mesh_tracking.to_track(session)
     if not pending:
         return 0
     updated = 0
@@ -177,7 +177,7 @@ def track(
                 break
             if status:
                 with db.transaction() as session:
-                    channel.tracked(session, message.id, status, clock())
+                    mesh_tracking.tracked(session, message.id, status, clock())
                 updated += 1
     finally:
         client.close()
@@ -211,7 +211,7 @@ def collect(
             except NotAResponse as exc:
                 response, problem = None, str(exc)
             with db.transaction() as session:
-                outcome = channel.record_inbound(
+                outcome = mesh_tracking.record_inbound(
                     session,
                     message_id=message_id,
                     sender=str(headers.get("from") or ""),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flagging.mesh import ItkResponse
+from flagging.mesh_tracking import ItkResponse
 
 
 class NotAResponse(ValueError):

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
-from flagging import gp, organisations
+from flagging import gp_tokens, organisations, practice_settings
 from flagging.models import Document, FeedEvent, Practice, Visibility
 from flagging.storage.engine import Database
 from flagging.visibility import Actor, decide_visibility
@@ -29,12 +29,12 @@ def add_practice(db: Database, ods_code: str, *, mode: str = "immediate") -> int
 
 def set_mode(db: Database, ods_code: str, mode: str) -> None:
     with db.transaction() as session:
-        gp.configure_practice(session, ods_code, feed_mode=mode)
+        practice_settings.configure_practice(session, ods_code, feed_mode=mode)
 
 
 def token_for(db: Database, *ods_codes: str) -> str:
     with db.transaction() as session:
-        return gp.issue_token(session, list(ods_codes), name="test", now=now()).token
+        return gp_tokens.issue_token(session, list(ods_codes), name="test", now=now()).token
 
 
 def send(handler: MessageHandler, raw: bytes) -> None:

@@ -9,23 +9,22 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from api.auth import current_user, require
-from api.context import database
+from api.context import attempt, db_session
 from api.pages import html_pages, query_int
 from api.schemas.base import load_form
 from api.schemas.practices import PracticeFormSchema, RouteFormSchema
 from api.schemas.rules import RuleFormSchema
 from api.schemas.senders import UNITS, ReviewWindowSchema, SenderPolicySchema, minutes
 from api.schemas.users import UserFormSchema
-from flagging import audit, bindings, mesh, organisations, screening, users
+from flagging import audit, bindings, mesh_channels, organisations, screening, users
 from flagging import documents as documents_uc
 from flagging import messages as messages_uc
 from flagging.errors import FlaggingError
-from flagging.models import Document, InboundMessage, MessageOutcome, Role, Sender
+from flagging.models import MessageOutcome, Role
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 html_pages(bp)
@@ -47,20 +46,12 @@ def _audit(session: Session, action: audit.Action, outcome: str, **detail: Any) 
     )
 
 
-def _count(query: Any) -> int:
-    with database().reading() as session:
-        return int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
-
-
 @bp.get("/")
 def index() -> str:
     """Where to start: what needs attention."""
-    quarantined = _count(
-        select(InboundMessage.id)
-        .where(InboundMessage.outcome == MessageOutcome.QUARANTINED.value)
-        .where(InboundMessage.reprocessed_as_id.is_(None))
-    )
-    unroutable = _count(select(Document.id).where(Document.practice_id.is_(None)))
+    session = db_session()
+    quarantined = messages_uc.count_quarantined(session)
+    unroutable = documents_uc.count_unroutable(session)
     return render_template("admin/index.html", quarantined=quarantined, unroutable=unroutable)
 
 
@@ -68,10 +59,10 @@ def index() -> str:
 
 
 def _senders_page(errors: dict[int, dict[str, str]] | None = None, status: int = 200) -> Any:
-    with database().reading() as session:
-        senders = organisations.list_senders(session)
-        windows = {s.id: organisations.review_windows(session, s.id) for s in senders}
-        bound = bindings.bindings_by_sender(session)
+    session = db_session()
+    senders = organisations.list_senders(session)
+    windows = {s.id: organisations.review_windows(session, s.id) for s in senders}
+    bound = bindings.bindings_by_sender(session)
     page = render_template(
         "admin/senders.html",
         senders=senders,
@@ -95,22 +86,22 @@ def sender_policy(sender_id: int) -> Any:
     data, errors = load_form(SenderPolicySchema(), request.form)
     if errors:
         return _senders_page({sender_id: errors}, 422)
-    with database().transaction() as session:
-        sender = organisations.set_sender_policy(
-            session,
-            sender_id,
-            review_window_minutes=minutes(data),
-            txa18_v_policy=data["txa18_v_policy"],
-        )
-        _audit(
-            session,
-            audit.Action.SENDER_CHANGED,
-            "policy",
-            sender=sender.ods_code,
-            review_window_minutes=sender.review_window_minutes,
-            txa18_v_policy=sender.txa18_v_policy,
-        )
-        flash(f"Saved the settings of {sender.name}.")
+    session = db_session()
+    sender = organisations.set_sender_policy(
+        session,
+        sender_id,
+        review_window_minutes=minutes(data),
+        txa18_v_policy=data["txa18_v_policy"],
+    )
+    _audit(
+        session,
+        audit.Action.SENDER_CHANGED,
+        "policy",
+        sender=sender.ods_code,
+        review_window_minutes=sender.review_window_minutes,
+        txa18_v_policy=sender.txa18_v_policy,
+    )
+    flash(f"Saved the settings of {sender.name}.")
     return redirect(url_for("admin.senders"))
 
 
@@ -119,33 +110,33 @@ def add_review_window(sender_id: int) -> Any:
     data, errors = load_form(ReviewWindowSchema(), request.form)
     if errors:
         return _senders_page({sender_id: {f"window_{k}": v for k, v in errors.items()}}, 422)
-    with database().transaction() as session:
-        window = organisations.set_review_window(
-            session, sender_id, data["document_type"], minutes(data)
-        )
-        _audit(
-            session,
-            audit.Action.REVIEW_WINDOW_CHANGED,
-            "set",
-            sender_id=sender_id,
-            document_type=window.document_type,
-            minutes=window.minutes,
-        )
-        flash(f"Documents of type {window.document_type} now have their own review window.")
+    session = db_session()
+    window = organisations.set_review_window(
+        session, sender_id, data["document_type"], minutes(data)
+    )
+    _audit(
+        session,
+        audit.Action.REVIEW_WINDOW_CHANGED,
+        "set",
+        sender_id=sender_id,
+        document_type=window.document_type,
+        minutes=window.minutes,
+    )
+    flash(f"Documents of type {window.document_type} now have their own review window.")
     return redirect(url_for("admin.senders"))
 
 
 @bp.post("/senders/<int:sender_id>/review-windows/<int:window_id>/delete")
 def remove_review_window(sender_id: int, window_id: int) -> Response:
-    with database().transaction() as session:
-        organisations.remove_review_window(session, sender_id, window_id)
-        _audit(
-            session,
-            audit.Action.REVIEW_WINDOW_CHANGED,
-            "removed",
-            sender_id=sender_id,
-            window_id=window_id,
-        )
+    session = db_session()
+    organisations.remove_review_window(session, sender_id, window_id)
+    _audit(
+        session,
+        audit.Action.REVIEW_WINDOW_CHANGED,
+        "removed",
+        sender_id=sender_id,
+        window_id=window_id,
+    )
     flash("Removed: that document type uses the sender's review window again.")
     return redirect(url_for("admin.senders"))
 
@@ -161,7 +152,7 @@ def practices() -> Any:
         data, errors = load_form(PracticeFormSchema(), request.form)
         if not errors:
             try:
-                with database().transaction() as session:
+                with attempt() as session:
                     practice = organisations.add_practice(session, data["ods_code"], data["name"])
                     _audit(
                         session, audit.Action.PRACTICE_CHANGED, "added", practice=practice.ods_code
@@ -170,9 +161,9 @@ def practices() -> Any:
                 return redirect(url_for("admin.practices"))
             except FlaggingError as exc:
                 errors = {"ods_code": str(exc)}
-    with database().reading() as session:
-        rows = organisations.list_practices(session)
-        mesh_rows = mesh.channel_status(session)
+    session = db_session()
+    rows = organisations.list_practices(session)
+    mesh_rows = mesh_channels.channel_status(session)
     page = render_template(
         "admin/practices.html",
         practices=rows,
@@ -189,9 +180,9 @@ def practices() -> Any:
 def _users_page(
     *, errors: dict[str, str] | None = None, password: tuple[str, str] | None = None
 ) -> Any:
-    with database().reading() as session:
-        rows = users.list_users(session)
-        senders = {s.id: s for s in organisations.list_senders(session)}
+    session = db_session()
+    rows = users.list_users(session)
+    senders = {s.id: s for s in organisations.list_senders(session)}
     page = render_template(
         "admin/users.html",
         users=rows,
@@ -217,7 +208,7 @@ def add_user() -> Any:
         return _users_page(errors=errors)
     password = users.new_password()
     try:
-        with database().transaction() as session:
+        with attempt() as session:
             user = users.add_user(
                 session,
                 username=data["username"],
@@ -238,9 +229,9 @@ def add_user() -> Any:
 @bp.post("/users/<int:user_id>/reset-password")
 def reset_password(user_id: int) -> Any:
     password = users.new_password()
-    with database().transaction() as session:
-        username = users.reset_password(session, user_id, password).username
-        _audit(session, audit.Action.USER_CHANGED, "password-reset", user_id=user_id)
+    session = db_session()
+    username = users.reset_password(session, user_id, password).username
+    _audit(session, audit.Action.USER_CHANGED, "password-reset", user_id=user_id)
     return _users_page(password=(username, password))
 
 
@@ -250,15 +241,15 @@ def set_active(user_id: int) -> Response:
     if user_id == current_user().id and not active:
         flash("You cannot make your own account inactive.")
         return redirect(url_for("admin.users_list"))
-    with database().transaction() as session:
-        user = users.set_user_active(session, user_id, active)
-        _audit(
-            session,
-            audit.Action.USER_CHANGED,
-            "activated" if active else "deactivated",
-            user_id=user_id,
-        )
-        flash(f"{user.username} can {'now' if active else 'no longer'} sign in.")
+    session = db_session()
+    user = users.set_user_active(session, user_id, active)
+    _audit(
+        session,
+        audit.Action.USER_CHANGED,
+        "activated" if active else "deactivated",
+        user_id=user_id,
+    )
+    flash(f"{user.username} can {'now' if active else 'no longer'} sign in.")
     return redirect(url_for("admin.users_list"))
 
 
@@ -273,15 +264,15 @@ def rules() -> Any:
         data, errors = load_form(RuleFormSchema(), request.form)
         if not errors:
             try:
-                with database().transaction() as session:
+                with attempt() as session:
                     rule = screening.add_rule(session, **data)
                     _audit(session, audit.Action.RULE_CHANGED, "added", rule_id=rule.id)
                     flash(f"Added the rule {rule.name}.")
                 return redirect(url_for("admin.rules"))
             except FlaggingError as exc:
                 errors = {"pattern": str(exc)}
-    with database().reading() as session:
-        rows = screening.list_rules(session)
+    session = db_session()
+    rows = screening.list_rules(session)
     page = render_template(
         "admin/rules.html", rules=rows, kinds=screening.KINDS, errors=errors, values=request.form
     )
@@ -291,18 +282,18 @@ def rules() -> Any:
 @bp.post("/rules/<int:rule_id>/active")
 def rule_active(rule_id: int) -> Response:
     active = request.form.get("active") == "1"
-    with database().transaction() as session:
-        rule = screening.set_rule_active(session, rule_id, active)
-        _audit(session, audit.Action.RULE_CHANGED, "on" if active else "off", rule_id=rule_id)
-        flash(f"{rule.name} is {'on' if active else 'off'}.")
+    session = db_session()
+    rule = screening.set_rule_active(session, rule_id, active)
+    _audit(session, audit.Action.RULE_CHANGED, "on" if active else "off", rule_id=rule_id)
+    flash(f"{rule.name} is {'on' if active else 'off'}.")
     return redirect(url_for("admin.rules"))
 
 
 @bp.post("/rules/starter")
 def starter_rules() -> Response:
-    with database().transaction() as session:
-        added = screening.add_starter_rules(session)
-        _audit(session, audit.Action.RULE_CHANGED, "starter", added=added)
+    session = db_session()
+    added = screening.add_starter_rules(session)
+    _audit(session, audit.Action.RULE_CHANGED, "starter", added=added)
     flash(f"Added {added} starter rules." if added else "The starter rules are all there.")
     return redirect(url_for("admin.rules"))
 
@@ -316,8 +307,8 @@ def quarantine() -> str:
     asked = request.args.get("outcome", "")
     outcome = MessageOutcome.REJECTED if asked == "rejected" else MessageOutcome.QUARANTINED
     before = query_int("before")
-    with database().reading() as session:
-        rows = messages_uc.list_messages(session, outcome=outcome, before_id=before, limit=PAGE + 1)
+    session = db_session()
+    rows = messages_uc.list_messages(session, outcome=outcome, before_id=before, limit=PAGE + 1)
     more = len(rows) > PAGE
     rows = rows[:PAGE]
     return render_template(
@@ -352,11 +343,9 @@ def reprocess(message_id: int) -> Response:
 
 def _unroutable_page(errors: dict[int, str] | None = None) -> Any:
     before = query_int("before")
-    with database().reading() as session:
-        rows = documents_uc.list_documents(
-            session, unroutable=True, before_id=before, limit=PAGE + 1
-        )
-        senders = {s.id: s for s in session.scalars(select(Sender))}
+    session = db_session()
+    rows = documents_uc.list_documents(session, unroutable=True, before_id=before, limit=PAGE + 1)
+    senders = {s.id: s for s in organisations.list_senders(session)}
     more = len(rows) > PAGE
     rows = rows[:PAGE]
     page = render_template(
@@ -382,7 +371,7 @@ def route(document_id: int) -> Any:
     if errors:
         return _unroutable_page({document_id: errors["practice"]})
     try:
-        with database().transaction() as session:
+        with attempt() as session:
             document = documents_uc.route_document(session, document_id, data["practice"])
             audit.record(
                 session,

@@ -11,7 +11,7 @@ from typing import Any, cast
 from flask import Blueprint, current_app, render_template, request, url_for
 
 from api.auth import current_user, require
-from api.context import database
+from api.context import db_session, records_reads
 from api.pages import html_pages
 from flagging import audit
 from flagging import audit_log as trail
@@ -67,8 +67,8 @@ def audit_log() -> Any:
     before = request.args.get("before", type=int)
     rows: list[AuditEntry] = []
     if not errors:
-        with database().reading() as session:
-            rows = trail.list_entries(session, filters, limit=PAGE + 1, before_seq=before)
+        session = db_session()
+        rows = trail.list_entries(session, filters, limit=PAGE + 1, before_seq=before)
     more = len(rows) > PAGE
     rows = rows[:PAGE]
     query: dict[str, Any] = {k: v for k, v in args.items() if v and k != "before"}
@@ -84,6 +84,7 @@ def audit_log() -> Any:
 
 
 @bp.get("/audit/subject-access")
+@records_reads
 def subject_access() -> Any:
     """Who has seen this patient's documents: every read by clinicians and GP systems."""
     raw = request.args.get("patient", "")
@@ -92,16 +93,16 @@ def subject_access() -> Any:
     entries: list[dict[str, Any]] = []
     if raw and not error:
         # Reading the report is itself a read of who saw the record: audited with it.
-        with database().transaction() as session:
-            entries = [trail.as_dict(e) for e in trail.subject_access(session, patient)]
-            audit.record(
-                session,
-                actor=audit.user_actor(current_user().id),
-                action=audit.Action.EXPORT,
-                outcome="subject-access",
-                nhs_number=patient,
-                detail={"entries": len(entries)},
-            )
+        session = db_session()
+        entries = [trail.as_dict(e) for e in trail.subject_access(session, patient)]
+        audit.record(
+            session,
+            actor=audit.user_actor(current_user().id),
+            action=audit.Action.EXPORT,
+            outcome="subject-access",
+            nhs_number=patient,
+            detail={"entries": len(entries)},
+        )
     page = render_template(
         "admin/subject_access.html", entries=entries, patient=patient if raw else "", error=error
     )
@@ -109,20 +110,21 @@ def subject_access() -> Any:
 
 
 @bp.get("/messages/<int:message_id>")
+@records_reads
 def message(message_id: int) -> Any:
     """One stored message, every segment and field labelled with its HL7 name."""
     inspect = cast("InspectFunction | None", current_app.extensions.get("flagging.inspect"))
-    with database().transaction() as session:
-        found = messages_uc.get_message(session, message_id)
-        raw = messages_uc.original_bytes(session, found)
-        audit.record(
-            session,
-            actor=audit.user_actor(current_user().id),
-            action=audit.Action.EXPORT,
-            outcome="message",
-            message_id=found.id,
-            detail={"format": "fields"},
-        )
+    session = db_session()
+    found = messages_uc.get_message(session, message_id)
+    raw = messages_uc.original_bytes(session, found)
+    audit.record(
+        session,
+        actor=audit.user_actor(current_user().id),
+        action=audit.Action.EXPORT,
+        outcome="message",
+        message_id=found.id,
+        detail={"format": "fields"},
+    )
     segments: list[Any] = []
     problem = ""
     if inspect is None:

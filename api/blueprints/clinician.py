@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from api.auth import SignedIn, current_user, require
-from api.context import database
+from api.context import attempt, db_session, records_reads
 from api.pages import html_pages, query_int
 from api.presentation import LONDON, Mark, highlight
 from api.schemas.base import load_form
@@ -20,8 +20,8 @@ from api.schemas.decisions import DecisionFormSchema
 from api.schemas.worklist import WorklistFilterSchema
 from flagging import audit
 from flagging import documents as documents_uc
-from flagging.errors import Conflict, InvalidInput, NotFound
-from flagging.models import REASON_LABELS, Document, Practice, Role, Sender, Visibility
+from flagging.errors import Conflict, InvalidInput
+from flagging.models import REASON_LABELS, Practice, Role, Sender, Visibility
 from flagging.nhs_number import is_valid, normalise
 from flagging.visibility import Actor, decide_visibility
 from flagging.worklist import Cursor, Filters, worklist_page
@@ -84,13 +84,13 @@ def worklist() -> str | tuple[str, int]:
             after = Cursor.decode(str(data["after"]))
         except InvalidInput:
             errors["after"] = "That page link is no longer valid: this is the first page"
-    with database().reading() as session:
-        page = worklist_page(session, filters, after)
-        sender = session.get(Sender, user.sender_id) if user.sender_id else None
-        held = documents_uc.held_by(
-            session,
-            [r.document.id for r in page.rows if r.document.visibility == Visibility.PENDING],
-        )
+    session = db_session()
+    page = worklist_page(session, filters, after)
+    sender = session.get(Sender, user.sender_id) if user.sender_id else None
+    held = documents_uc.held_by(
+        session,
+        [r.document.id for r in page.rows if r.document.visibility == Visibility.PENDING],
+    )
     query: dict[str, Any] = {k: v for k, v in request.args.items() if k != "after" and v}
     html = render_template(
         "worklist.html",
@@ -110,14 +110,6 @@ def worklist() -> str | tuple[str, int]:
     return (html, 422) if errors and "after" not in errors else html
 
 
-def _document(session: Session, user: SignedIn, document_id: int) -> Document:
-    """The document, if it belongs to the user's trust: otherwise it 'does not exist'."""
-    document = session.get(Document, document_id)
-    if document is None or document.sender_id != user.sender_id:
-        raise NotFound(f"There is no document {document_id} for your trust.")
-    return document
-
-
 def _page(
     session: Session,
     user: SignedIn,
@@ -128,15 +120,10 @@ def _page(
     errors: dict[str, str] | None = None,
     stale: str = "",
 ) -> str:
-    document = _document(session, user, document_id)
+    document = documents_uc.trust_document(session, user.sender_id, document_id)
     versions = documents_uc.versions_of(session, document.id)
     latest = versions[-1]
-    shown = latest
-    if version_number is not None:
-        matching = [v for v in versions if v.version == version_number]
-        if not matching:
-            raise NotFound(f"Document {document_id} has no version {version_number}.")
-        shown = matching[0]
+    shown = documents_uc.version_numbered(versions, document_id, version_number)
     hits = documents_uc.screening_hits_of(session, shown.id)
     text = documents_uc.version_text(shown)
     marks = [Mark(h.start, h.end, r.name) for h, r in hits if h.end > h.start]
@@ -144,20 +131,13 @@ def _page(
     for hit, rule in hits:
         excerpt = text[hit.start : hit.end] if text and hit.end > hit.start else ""
         matched.append({"rule": rule, "excerpt": excerpt})
-    latest_hits = (
-        hits if shown.id == latest.id else documents_uc.screening_hits_of(session, latest.id)
+    # Why the latest version is held, for the summary at the top of the page.
+    latest_matched = documents_uc.rules_holding(
+        session, document, versions, hits if shown.id == latest.id else None
     )
-    if not latest_hits and not document.auto_release:
-        # A version held because the one before it was: name the rules that held that one.
-        for earlier in reversed(versions[:-1]):
-            latest_hits = documents_uc.screening_hits_of(session, earlier.id)
-            if latest_hits:
-                break
-    # Why the latest version is held: each rule once, for the summary at the top of the page.
-    latest_matched = list({(r.name, r.category): r for _, r in latest_hits}.values())
     practice = session.get(Practice, document.practice_id) if document.practice_id else None
     # Every page showing a document is a view of it: audited in the page's transaction (so
-    # the callers open write transactions, not read-only ones).
+    # the views showing one are `records_reads`).
     audit.document_read(
         session,
         actor=audit.user_actor(user.id),
@@ -190,11 +170,11 @@ def _page(
 
 
 @bp.get("/documents/<int:document_id>")
+@records_reads
 def document(document_id: int) -> str:
     """A document: patient, authorship, its text or PDF, screening hits, versions, history."""
     version = query_int("version")
-    with database().transaction() as session:
-        return _page(session, current_user(), document_id, version_number=version)
+    return _page(db_session(), current_user(), document_id, version_number=version)
 
 
 @bp.post("/documents/<int:document_id>/decision")
@@ -203,13 +183,12 @@ def decide(document_id: int) -> Response | tuple[str, int]:
     user = current_user()
     data, errors = load_form(DecisionFormSchema(), request.form)
     if errors:
-        with database().transaction() as session:
-            return _page(session, user, document_id, form=data, errors=errors), 422
+        return _page(db_session(), user, document_id, form=data, errors=errors), 422
     withhold = data["decision"] == "withhold"
     until = data.get("withhold_until")
     try:
-        with database().transaction() as session:
-            _document(session, user, document_id)
+        with attempt() as session:
+            documents_uc.trust_document(session, user.sender_id, document_id)
             decide_visibility(
                 session,
                 document_id=document_id,
@@ -222,13 +201,11 @@ def decide(document_id: int) -> Response | tuple[str, int]:
                 now=datetime.now(UTC),
             )
     except Conflict as exc:
-        with database().transaction() as session:
-            return _page(session, user, document_id, stale=str(exc)), 409
+        return _page(db_session(), user, document_id, stale=str(exc)), 409
     except InvalidInput as exc:
         field = "withhold_until" if "until" in str(exc) else "note"
-        with database().transaction() as session:
-            page = _page(session, user, document_id, form=data, errors={field: str(exc)})
-            return page, 422
+        page = _page(db_session(), user, document_id, form=data, errors={field: str(exc)})
+        return page, 422
     flash(
         "Withheld: the patient will not see this document."
         if withhold
@@ -238,22 +215,23 @@ def decide(document_id: int) -> Response | tuple[str, int]:
 
 
 @bp.get("/documents/<int:document_id>/versions/<int:version>/content")
+@records_reads
 def content(document_id: int, version: int) -> Response:
     """A version's rendition as received: a PDF shown inline, anything else downloaded."""
     user = current_user()
-    with database().transaction() as session:  # audited: a write transaction
-        document = _document(session, user, document_id)
-        found = documents_uc.get_version(session, document.id, version)
-        body, content_type = found.content or b"", found.content_type or "text/plain"
-        audit.document_read(
-            session,
-            actor=audit.user_actor(user.id),
-            action=audit.Action.DOCUMENT_VIEWED,
-            document=document,
-            version=version,
-            detail={"representation": "content"},
-        )
-        name = "".join(c if c.isalnum() or c in "-_." else "_" for c in document.document_number)
+    session = db_session()
+    document = documents_uc.trust_document(session, user.sender_id, document_id)
+    found = documents_uc.get_version(session, document.id, version)
+    body, content_type = found.content or b"", found.content_type or "text/plain"
+    audit.document_read(
+        session,
+        actor=audit.user_actor(user.id),
+        action=audit.Action.DOCUMENT_VIEWED,
+        document=document,
+        version=version,
+        detail={"representation": "content"},
+    )
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in document.document_number)
     inline = content_type in ("application/pdf", "text/plain")
     response = Response(body, mimetype=content_type if inline else "application/octet-stream")
     disposition = "inline" if inline else "attachment"
@@ -267,11 +245,5 @@ def content(document_id: int, version: int) -> Response:
 def by_number(sender: str, number: str) -> Response:
     """The stable link an EPR opens: sender (MSH-4 code) and document number (TXA-12 / OBR-3)."""
     user = current_user()
-    with database().reading() as session:
-        own = session.get(Sender, user.sender_id) if user.sender_id else None
-        document = None
-        if own is not None and own.ods_code == sender.strip().upper():
-            document = documents_uc.find_by_number(session, own.id, number)
-        if document is None:
-            raise NotFound(f"There is no document {number} from {sender} for your trust.")
-        return redirect(url_for("clinician.document", document_id=document.id))
+    document = documents_uc.trust_document_by_number(db_session(), user.sender_id, sender, number)
+    return redirect(url_for("clinician.document", document_id=document.id))

@@ -9,7 +9,7 @@ from flask import Blueprint, render_template
 
 from api.auth import require
 from api.charts import bar_chart
-from api.context import database, settings
+from api.context import db_session, settings
 from api.pages import html_pages
 from flagging.models import Role
 from flagging.operations import AlertRules, overview, volumes
@@ -23,9 +23,9 @@ bp.before_request(require(Role.ADMIN))
 def dashboard() -> str:
     """Everything the operator on call looks at first."""
     now = datetime.now(UTC)
-    with database().reading() as session:
-        figures = overview(session, now, AlertRules.from_settings(settings()))
-        counted = volumes(session, now)
+    session = db_session()
+    figures = overview(session, now, AlertRules.from_settings(settings()))
+    counted = volumes(session, now)
     charts = [
         (
             sender,

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json as stdlib_json
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
@@ -17,14 +15,14 @@ from flask import Blueprint, Response, current_app, json, request, url_for
 from marshmallow import ValidationError
 from sqlalchemy.orm import Session
 
-from api.context import database
+from api.context import db_session, records_reads
 from api.fhir import FHIR_JSON, document_reference
 from api.openapi import gp_spec
 from api.problems import problem
 from api.schemas.acknowledgements import AcknowledgementRequestSchema, AcknowledgementSchema
 from api.schemas.documents import DocumentSchema, VersionQuerySchema
 from api.schemas.feed import FeedQuerySchema, feed_page_data
-from flagging import audit, gp
+from flagging import audit, gp_reads, gp_tokens, zfl
 from flagging.models import Visibility, reason_text
 
 bp = Blueprint("gp", __name__, url_prefix="/gp/v1")
@@ -44,7 +42,7 @@ _ack = AcknowledgementSchema()
 class AnnotateFunction(Protocol):
     """Writes the ZFL, MSH-5/6 and MSH-10 into a stored message (wired from hl7.annotate)."""
 
-    def __call__(self, raw: bytes, annotation: gp.Annotation) -> bytes: ...
+    def __call__(self, raw: bytes, annotation: zfl.Annotation) -> bytes: ...
 
 
 def _bearer_token() -> str:
@@ -56,8 +54,8 @@ def _json(data: Any, status: int = 200, mimetype: str = "application/json") -> R
     return Response(json.dumps(data), status=status, mimetype=mimetype)
 
 
-@bp.errorhandler(gp.NotAuthenticated)
-def not_authenticated(exc: gp.NotAuthenticated) -> Response:
+@bp.errorhandler(gp_tokens.NotAuthenticated)
+def not_authenticated(exc: gp_tokens.NotAuthenticated) -> Response:
     response = problem(401, "Unauthorized", str(exc))
     # RFC 6750 section 3: name the error only when a token was presented.
     response.headers["WWW-Authenticate"] = (
@@ -80,21 +78,17 @@ def no_store(response: Response) -> Response:
     return response
 
 
-@contextmanager
 def _practice_document(
     ods_code: str, document_id: int
-) -> Iterator[tuple[Session, gp.PracticeAccess, gp.DocumentView]]:
+) -> tuple[Session, gp_tokens.PracticeAccess, gp_reads.DocumentView]:
     """The document (at `?version=`, else its latest) as the bearer token's practice may see
-    it, in one session: 401 or 404 otherwise. A write transaction, as the read is audited
-    in it (each view records what it served, last, flagging/audit.py)."""
+    it, in the request's session: 401 or 404 otherwise. The views are `records_reads`: the
+    read is audited in their transaction (each records what it served, last, flagging/audit.py)."""
     args = cast(dict[str, Any], _version_query.load(request.args, unknown="exclude"))
-    with database().transaction() as session:
-        access = gp.authorize(session, _bearer_token(), ods_code)
-        yield (
-            session,
-            access,
-            gp.practice_document(session, access, document_id, args.get("version")),
-        )
+    session = db_session()
+    access = gp_tokens.authorize(session, _bearer_token(), ods_code)
+    view = gp_reads.practice_document(session, access, document_id, args.get("version"))
+    return session, access, view
 
 
 def _links(ods_code: str, document_id: int, has_content: bool) -> dict[str, str | None]:
@@ -110,20 +104,23 @@ def _links(ods_code: str, document_id: int, has_content: bool) -> dict[str, str 
 
 
 @bp.get("/practices/<ods_code>/feed")
+@records_reads
 def feed(ods_code: str) -> Response:
     """Events after `after`, oldest first, at most `limit`; `more` says whether to poll again."""
     query = cast(dict[str, int], _feed_query.load(request.args, unknown="exclude"))
-    # A write transaction: the read is audited in it (the events served, by number).
-    with database().transaction() as session:
-        access = gp.authorize(session, _bearer_token(), ods_code)
-        page = gp.practice_feed(session, access, query["after"], query["limit"])
-        _audit_feed(session, access, query["after"], page)
+    # `records_reads`: the read is audited in the request's transaction (the events served).
+    session = db_session()
+    access = gp_tokens.authorize(session, _bearer_token(), ods_code)
+    page = gp_reads.practice_feed(session, access, query["after"], query["limit"])
+    _audit_feed(session, access, query["after"], page)
     prefix = url_for("gp.document", ods_code=access.ods_code, document_id=0)[:-1]
     data = feed_page_data(access.ods_code, page.events, page.next_after, page.more, prefix)
     return Response(stdlib_json.dumps(data), status=200, mimetype="application/json")
 
 
-def _audit_feed(session: Session, access: gp.PracticeAccess, after: int, page: gp.Feed) -> None:
+def _audit_feed(
+    session: Session, access: gp_tokens.PracticeAccess, after: int, page: gp_reads.Feed
+) -> None:
     served = [event.seq for event in page.events]
     audit.record(
         session,
@@ -140,7 +137,10 @@ def _audit_feed(session: Session, access: gp.PracticeAccess, after: int, page: g
 
 
 def _audit_read(
-    access: gp.PracticeAccess, view: gp.DocumentView, session: Session, representation: str
+    access: gp_tokens.PracticeAccess,
+    view: gp_reads.DocumentView,
+    session: Session,
+    representation: str,
 ) -> None:
     audit.document_read(
         session,
@@ -158,15 +158,16 @@ def _audit_read(
 
 
 @bp.get("/practices/<ods_code>/documents/<int:document_id>")
+@records_reads
 def document(ods_code: str, document_id: int) -> Response:
     """The document's metadata and its current visibility."""
-    with _practice_document(ods_code, document_id) as (session, access, view):
-        data = _document_data(access, view)
-        _audit_read(access, view, session, "json")
+    session, access, view = _practice_document(ods_code, document_id)
+    data = _document_data(access, view)
+    _audit_read(access, view, session, "json")
     return _json(_document.dump(data))
 
 
-def _document_data(access: gp.PracticeAccess, view: gp.DocumentView) -> dict[str, Any]:
+def _document_data(access: gp_tokens.PracticeAccess, view: gp_reads.DocumentView) -> dict[str, Any]:
     document, version = view.document, view.version
     content = view.content_version
     withheld = version.visibility == Visibility.WITHHELD
@@ -210,42 +211,45 @@ def _document_data(access: gp.PracticeAccess, view: gp.DocumentView) -> dict[str
 
 
 @bp.get("/practices/<ods_code>/documents/<int:document_id>/hl7v2")
+@records_reads
 def document_hl7(ods_code: str, document_id: int) -> Response:
     """The original HL7 v2 message with the ZFL flag segment, addressed to the practice."""
     annotate = cast("AnnotateFunction | None", current_app.extensions["flagging.annotate"])
-    with _practice_document(ods_code, document_id) as (session, access, view):
-        if annotate is None:
-            return problem(503, "Service Unavailable", "HL7 v2 output is not enabled here")
-        raw, annotation = gp.annotation_input(session, access, view, uuid.uuid4().hex[:20])
-        _audit_read(access, view, session, "hl7v2")
+    session, access, view = _practice_document(ods_code, document_id)
+    if annotate is None:
+        return problem(503, "Service Unavailable", "HL7 v2 output is not enabled here")
+    raw, annotation = zfl.annotation_input(session, access, view, uuid.uuid4().hex[:20])
+    _audit_read(access, view, session, "hl7v2")
     return Response(annotate(raw, annotation), status=200, mimetype=HL7_V2)
 
 
 @bp.get("/practices/<ods_code>/documents/<int:document_id>/fhir")
+@records_reads
 def document_fhir(ods_code: str, document_id: int) -> Response:
     """The FHIR R4 DocumentReference, labelled R + NOPAT while pending or withheld."""
-    with _practice_document(ods_code, document_id) as (session, access, view):
-        content_url = url_for(
-            "gp.document_content",
-            ods_code=access.ods_code,
-            document_id=document_id,
-            version=view.content_version.version if view.content_version else None,
-            _external=True,
-        )
-        resource = document_reference(view, content_url)
-        _audit_read(access, view, session, "fhir")
+    session, access, view = _practice_document(ods_code, document_id)
+    content_url = url_for(
+        "gp.document_content",
+        ods_code=access.ods_code,
+        document_id=document_id,
+        version=view.content_version.version if view.content_version else None,
+        _external=True,
+    )
+    resource = document_reference(view, content_url)
+    _audit_read(access, view, session, "fhir")
     return _json(resource, mimetype=FHIR_JSON)
 
 
 @bp.get("/practices/<ods_code>/documents/<int:document_id>/content")
+@records_reads
 def document_content(ods_code: str, document_id: int) -> Response:
     """The rendition itself: text, PDF, or whatever the hospital sent, with its media type."""
-    with _practice_document(ods_code, document_id) as (session, access, view):
-        source = view.content_version
-        if source is None or source.content is None:
-            return problem(404, "Not Found", f"document {document_id} has no content")
-        body, content_type = source.content, source.content_type or "application/octet-stream"
-        _audit_read(access, view, session, "content")
+    session, access, view = _practice_document(ods_code, document_id)
+    source = view.content_version
+    if source is None or source.content is None:
+        return problem(404, "Not Found", f"document {document_id} has no content")
+    body, content_type = source.content, source.content_type or "application/octet-stream"
+    _audit_read(access, view, session, "content")
     # Whatever a hospital declares is passed on only when it cannot run in a browser: HTML,
     # SVG or XML from an EPR would otherwise execute in the GP system's origin if it opened it.
     media = content_type.split(";", 1)[0].strip().lower()
@@ -260,18 +264,15 @@ def document_content(ods_code: str, document_id: int) -> Response:
 @bp.post("/practices/<ods_code>/acknowledgements")
 def acknowledge(ods_code: str) -> Response:
     """Record that the GP system received every event up to `up_to` (shown to operators)."""
-    token = _bearer_token()
-    with database().reading() as session:
-        gp.authorize(session, token, ods_code)  # 401/404 before looking at the body
+    session = db_session()
+    access = gp_tokens.authorize(session, _bearer_token(), ods_code)  # 401/404 before the body
     if not request.is_json:
         return problem(415, "Unsupported Media Type", "send the acknowledgement as JSON")
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         return problem(400, "Bad Request", "the body must be a JSON object")
     data = cast(dict[str, int], _ack_request.load(body))
-    with database().transaction() as session:
-        access = gp.authorize(session, token, ods_code)
-        ack = gp.acknowledge(session, access, data["up_to"], now=datetime.now(UTC))
+    ack = gp_reads.acknowledge(session, access, data["up_to"], now=datetime.now(UTC))
     return _json(
         _ack.dump(
             {

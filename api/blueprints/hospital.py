@@ -15,15 +15,12 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from marshmallow import ValidationError
 
-from api.context import database
+from api.context import db_session
 from api.problems import problem
 from api.schemas.decisions import DocumentDecisionSchema, HospitalDecisionSchema
-from flagging import audit
-from flagging import documents as documents_uc
-from flagging.errors import Conflict, NotFound
+from flagging.hospital_decisions import decide_for_sender
 from flagging.models import Visibility
 from flagging.organisations import sender_by_token
-from flagging.visibility import Actor, decide_visibility
 
 bp = Blueprint("hospital", __name__, url_prefix="/hospital/v1")
 
@@ -58,53 +55,40 @@ def decision(sender: str, number: str) -> Response:
         return problem(
             422, "Unprocessable Content", "the decision is not valid", errors=exc.messages
         )
-    with database().transaction() as session:
-        credential = sender_by_token(session, token.strip())
-        if credential is None:
-            return _unauthorised()
-        owner = credential.sender
-        if owner.ods_code != sender.strip().upper():
-            return problem(
-                403, "Forbidden", f"this token belongs to sender {owner.ods_code}, not {sender}"
-            )
-        document = documents_uc.find_by_number(session, owner.id, number)
-        if document is None:
-            raise NotFound(f"sender {owner.ods_code} has no document {number}")
-        if data.get("version") is not None and data["version"] != document.latest_version:
-            raise Conflict(
-                f"version {data['version']} was signed off, but version "
-                f"{document.latest_version} has arrived since: decide on the latest version"
-            )
-        withheld = data["visibility"] == "withheld"
-        clinician = data["decided_by"]
-        decided = decide_visibility(
-            session,
-            document_id=document.id,
-            visibility=Visibility.WITHHELD if withheld else Visibility.VISIBLE,
-            actor=Actor(
-                code=clinician["code"],
-                name=clinician.get("name", ""),
-                sender_id=owner.id,
-                sender_token_id=credential.token_id,
-            ),
-            reason=data.get("reason", ""),
-            note=data.get("note", ""),
-            withhold_until=data.get("withhold_until"),
-            expected_revision=document.revision,
-            now=datetime.now(UTC),
-            audit_actor=audit.sender_actor(owner.ods_code),
+    session = db_session()
+    credential = sender_by_token(session, token.strip())
+    if credential is None:
+        return _unauthorised()
+    owner = credential.sender
+    if owner.ods_code != sender.strip().upper():
+        return problem(
+            403, "Forbidden", f"this token belongs to sender {owner.ods_code}, not {sender}"
         )
-        result = DocumentDecisionSchema().dump(
-            {
-                "sender": owner.ods_code,
-                "document_number": document.document_number,
-                "version": document.latest_version,
-                "visibility": decided.visibility,
-                "reason": decided.reason,
-                "note": decided.note,
-                "withhold_until": decided.withhold_until,
-                "decided_at": decided.decided_at,
-                "decided_by": {"code": decided.decided_by_code, "name": decided.decided_by_name},
-            }
-        )
+    clinician = data["decided_by"]
+    document, decided = decide_for_sender(
+        session,
+        credential,
+        number,
+        visibility=Visibility.WITHHELD if data["visibility"] == "withheld" else Visibility.VISIBLE,
+        clinician_code=clinician["code"],
+        clinician_name=clinician.get("name", ""),
+        reason=data.get("reason", ""),
+        note=data.get("note", ""),
+        withhold_until=data.get("withhold_until"),
+        signed_version=data.get("version"),
+        now=datetime.now(UTC),
+    )
+    result = DocumentDecisionSchema().dump(
+        {
+            "sender": owner.ods_code,
+            "document_number": document.document_number,
+            "version": document.latest_version,
+            "visibility": decided.visibility,
+            "reason": decided.reason,
+            "note": decided.note,
+            "withhold_until": decided.withhold_until,
+            "decided_at": decided.decided_at,
+            "decided_by": {"code": decided.decided_by_code, "name": decided.decided_by_name},
+        }
+    )
     return jsonify(result)

@@ -11,7 +11,7 @@ from typing import Protocol, cast
 from flask import Blueprint, Response, current_app, request
 from sqlalchemy.exc import SQLAlchemyError
 
-from api.context import database
+from api.context import db_session, end_transaction
 from api.problems import problem
 from flagging.organisations import sender_by_token
 
@@ -56,10 +56,13 @@ def receive_message() -> Response:
     """Receive one HL7 v2 message from a registered sender and answer with its ACK."""
     token = _bearer_token()
     try:
-        with database().transaction() as session:
-            credential = sender_by_token(session, token) if token else None
-            sender_id = credential.sender.id if credential else None
+        credential = sender_by_token(db_session(), token) if token else None
+        sender_id = credential.sender.id if credential else None
+        # The message's own transaction is the HL7 handler's (commit, then ACK); on SQLite it
+        # would wait for the write lock this request's holds, in this very thread.
+        end_transaction()
     except SQLAlchemyError as exc:  # not the body's fault: the sender is to try again
+        end_transaction(exc)
         response = problem(
             503, "Service Unavailable", f"database unavailable ({type(exc).__name__})"
         )

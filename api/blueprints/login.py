@@ -8,7 +8,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from api.auth import check_csrf, safe_next, sign_in, sign_out, signed_in
-from api.context import database, settings
+from api.context import db_session, settings
 from api.pages import html_pages
 from flagging import audit, telemetry
 from flagging.users import authenticate, find_user
@@ -41,23 +41,24 @@ def login() -> Response | tuple[str, int] | str:
     check_csrf()
     username = request.form.get("username", "")
     password = request.form.get("password", "")
-    with database().transaction() as session:
-        # Committed whether or not the login succeeds: failed attempts must be counted.
-        result = authenticate(
-            session, username, password, datetime.now(UTC), address=request.remote_addr or ""
-        )
-        if result.user is not None:
-            sign_in(result.user)
-        # A refused username is kept only as the account it names, if any: what people type
-        # there is sometimes a password.
-        known = result.user or (find_user(session, username) if username.strip() else None)
-        audit.record(
-            session,
-            actor=audit.user_actor(known.id) if known else "unknown",
-            action=audit.Action.SIGN_IN,
-            outcome="success" if result.user is not None else "failure",
-            detail={"peer": request.remote_addr or ""},
-        )
+    session = db_session()
+    # The view returns whether or not the login succeeds, so the request's transaction is
+    # committed either way: failed attempts must be counted.
+    result = authenticate(
+        session, username, password, datetime.now(UTC), address=request.remote_addr or ""
+    )
+    if result.user is not None:
+        sign_in(result.user)
+    # A refused username is kept only as the account it names, if any: what people type
+    # there is sometimes a password.
+    known = result.user or (find_user(session, username) if username.strip() else None)
+    audit.record(
+        session,
+        actor=audit.user_actor(known.id) if known else "unknown",
+        action=audit.Action.SIGN_IN,
+        outcome="success" if result.user is not None else "failure",
+        detail={"peer": request.remote_addr or ""},
+    )
     if result.user is None:
         telemetry.sign_in_failed()
         page = render_template(
@@ -73,13 +74,13 @@ def logout() -> Response | str:
     check_csrf()
     user = signed_in()
     if user is not None:
-        with database().transaction() as session:
-            audit.record(
-                session,
-                actor=audit.user_actor(user.id),
-                action=audit.Action.SESSION_ENDED,
-                detail={"how": "signed out"},
-            )
+        session = db_session()
+        audit.record(
+            session,
+            actor=audit.user_actor(user.id),
+            action=audit.Action.SESSION_ENDED,
+            detail={"how": "signed out"},
+        )
     sign_out()
     if settings().trusted_user_header:
         return render_template("logged_out.html", single_sign_on=True)

@@ -24,7 +24,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from api.context import database, settings
+from api.context import db_session, settings
 from api.problems import problem
 from flagging.operations import ALERT_RULES, AlertRules, Overview, overview
 
@@ -42,8 +42,8 @@ def metrics() -> Response:
         response = problem(401, "Unauthorized", "a bearer token is required")
         response.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
-    with database().reading() as session:
-        figures = overview(session, datetime.now(UTC), AlertRules.from_settings(settings()))
+    session = db_session()
+    figures = overview(session, datetime.now(UTC), AlertRules.from_settings(settings()))
     registry = REGISTRY  # one process (development, tests): its own counters
     # Multiprocess mode was chosen when prometheus_client was first imported in this process
     # (our commands set the folder before): ask it, not the environment, which may differ.

@@ -10,7 +10,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from api.auth import current_user, require
-from api.context import database
+from api.context import attempt, db_session
 from api.pages import html_pages
 from flagging import messages as messages_uc
 from flagging.errors import FlaggingError, InvalidInput
@@ -59,10 +59,10 @@ def search() -> tuple[str, int] | str:
     rows = []
     if not errors:
         try:
-            with database().reading() as session:
-                rows = messages_uc.search_messages(
-                    session, query, before_id=request.args.get("before", type=int), limit=PAGE
-                )
+            session = db_session()
+            rows = messages_uc.search_messages(
+                session, query, before_id=request.args.get("before", type=int), limit=PAGE
+            )
         except FlaggingError as exc:
             errors["nhs_number"] = str(exc)
     page = render_template(
@@ -79,10 +79,10 @@ def search() -> tuple[str, int] | str:
 @bp.get("/messages/<int:message_id>")
 def message(message_id: int) -> str:
     """One message: its receipt, its bytes as text (escaped by the template) and its ACK."""
-    with database().reading() as session:
-        found = messages_uc.get_message(session, message_id)
-        raw = messages_uc.original_bytes(session, found)
-        session.expunge(found)
+    session = db_session()
+    found = messages_uc.get_message(session, message_id)
+    raw = messages_uc.original_bytes(session, found)
+    session.expunge(found)
     return render_template(
         "admin/search_message.html",
         message=found,
@@ -103,7 +103,7 @@ def close(message_id: int) -> Response:
     try:
         if resolution is None:
             raise InvalidInput("choose resolve or dismiss")
-        with database().transaction() as session:
+        with attempt() as session:
             messages_uc.close_message(
                 session,
                 message_id,

@@ -7,7 +7,7 @@ from typing import Any
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from api.schemas.base import FormSchema
-from flagging.gp import MAX_SEQ
+from flagging.gp_reads import MAX_SEQ
 from flagging.models import Reason
 
 REASONS = [r.value for r in Reason]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from flagging.gp import MAX_SEQ
+from flagging.gp_reads import MAX_SEQ
 from flagging.models import WITHDRAWN, Reason, Source, Visibility
 
 

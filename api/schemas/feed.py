@@ -7,7 +7,7 @@ from typing import Any
 from marshmallow import Schema, fields, validate
 
 from flagging.feed import MAX_PAGE
-from flagging.gp import MAX_SEQ
+from flagging.gp_reads import MAX_SEQ
 from flagging.models import EventType, Visibility
 
 EVENT_TYPES = [e.value for e in EventType]

@@ -7,7 +7,7 @@ from typing import Any
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from api.schemas.base import FormSchema
-from flagging.gp import MAX_SEQ
+from flagging.gp_reads import MAX_SEQ
 
 
 class UserFormSchema(FormSchema):

@@ -21,7 +21,7 @@ class MeshChannel(Base):
     sent_seq: Mapped[int] = mapped_column(Integer, default=0)  # last feed event sent
     failures: Mapped[int] = mapped_column(Integer, default=0)  # in a row, for the backoff
     error: Mapped[str] = mapped_column(String(500), default="")
-    # The next attempt, or the lease of the scheduler sending now (see flagging.mesh).
+    # The next attempt, or the lease of the scheduler sending now (see flagging.mesh_sending).
     retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # Set when MESH rejected a message for this practice: nothing more is sent until an
     # operator has fixed the cause and resumed the channel.

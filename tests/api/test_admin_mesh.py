@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from flask.testing import FlaskClient
 
-from flagging import mesh, organisations
+from flagging import mesh_channels, mesh_sending, organisations
 from flagging.storage.engine import Database
 from tests import accounts, samples
 from tests.gp_helpers import now
@@ -24,12 +24,14 @@ def test_practices_page_shows_mesh_delivery_and_a_stopped_channel_with_its_reaso
     assert "Delivery over MESH" not in admin.get("/admin/practices").get_data(as_text=True)
     with db.transaction() as session:
         organisations.add_practice(session, "B82002", "Hill Surgery")
-        mesh.configure_channel(session, samples.PRACTICE, "NOSUCHBOX1")
-        mesh.configure_channel(session, "B82002", "B82002OT01", workflow="TOC_FHIR_IP_DISCH")
+        mesh_channels.configure_channel(session, samples.PRACTICE, "NOSUCHBOX1")
+        mesh_channels.configure_channel(
+            session, "B82002", "B82002OT01", workflow="TOC_FHIR_IP_DISCH"
+        )
         practice_id = organisations.get_practice(session, samples.PRACTICE).id
-        target = mesh.claim(session, practice_id, now())
+        target = mesh_sending.claim(session, practice_id, now())
         assert target is not None
-        mesh.rejected(session, target, 1, "MESH error 12: Unregistered to address", now())
+        mesh_sending.rejected(session, target, 1, "MESH error 12: Unregistered to address", now())
 
     page = admin.get("/admin/practices").get_data(as_text=True)
     assert "Delivery over MESH" in page

@@ -25,7 +25,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from werkzeug.test import TestResponse
 
-from flagging import gp, organisations, screening
+from flagging import gp_tokens, organisations, screening
 from flagging.models import Decision, InboundMessage, Practice
 from flagging.storage.engine import Database
 from hl7.handler import MessageHandler
@@ -330,10 +330,10 @@ def world(db: Database, handler: MessageHandler) -> World:
         sender_a = organisations.sender_by_code(session, samples.SENDER)
         revoked_sender = organisations.issue_sender_token(session, samples.SENDER, now=now)
         organisations.revoke_sender_token(session, revoked_sender.id, now=now)
-        revoked_gp = gp.issue_token(session, [samples.PRACTICE], now=now)
-        gp.revoke_token(session, revoked_gp.id, now=now)
-        gp_a = gp.issue_token(session, [samples.PRACTICE], now=now).token
-        gp_b = gp.issue_token(session, [OTHER_PRACTICE], now=now).token
+        revoked_gp = gp_tokens.issue_token(session, [samples.PRACTICE], now=now)
+        gp_tokens.revoke_token(session, revoked_gp.id, now=now)
+        gp_a = gp_tokens.issue_token(session, [samples.PRACTICE], now=now).token
+        gp_b = gp_tokens.issue_token(session, [OTHER_PRACTICE], now=now).token
         sender_id = sender_a.id
         window = organisations.set_review_window(session, sender_id, "DS", 60)
         rule = screening.add_rule(session, name="walk", kind="word", pattern="walk")

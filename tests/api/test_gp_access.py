@@ -8,7 +8,7 @@ import pytest
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from flagging import gp
+from flagging import gp_tokens
 from flagging.storage.engine import Database
 from tests import samples
 from tests.api.conftest import GPWorld
@@ -53,8 +53,8 @@ def test_a_revoked_token_is_refused_from_the_next_request_on(
     feed = f"/gp/v1/practices/{samples.PRACTICE}/feed"
     assert _get(client, feed, gp_world.token).status_code == 200
     with db.transaction() as session:
-        token_id = gp.list_tokens(session)[0].id
-        gp.revoke_token(session, token_id, now=datetime.now(UTC))
+        token_id = gp_tokens.list_tokens(session)[0].id
+        gp_tokens.revoke_token(session, token_id, now=datetime.now(UTC))
     for path, response in _all_requests(client, samples.PRACTICE, gp_world.mine, gp_world.token):
         assert response.status_code == 401, path
         assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]

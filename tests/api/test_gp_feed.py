@@ -7,7 +7,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from api.schemas.feed import FeedPageSchema, feed_page_data
-from flagging import gp
+from flagging import gp_reads, gp_tokens
 from flagging.models import Practice
 from flagging.storage.engine import Database
 from tests import samples
@@ -136,8 +136,8 @@ def test_the_feeds_fast_serialisation_equals_its_schemas_dump(
     client: FlaskClient, gp_world: GPWorld, db: Database
 ) -> None:
     with db.reading() as session:
-        access = gp.authorize(session, gp_world.token, samples.PRACTICE)
-        page = gp.practice_feed(session, access, 0, 500)
+        access = gp_tokens.authorize(session, gp_world.token, samples.PRACTICE)
+        page = gp_reads.practice_feed(session, access, 0, 500)
     prefix = f"/gp/v1/practices/{samples.PRACTICE}/documents/"
     dumped = FeedPageSchema().dump(
         {

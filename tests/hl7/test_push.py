@@ -14,13 +14,14 @@ import pytest
 from sqlalchemy import select, update
 
 from cli.scheduler import JOBS
-from flagging import gp
+from flagging import practice_settings
 from flagging.models import Practice, Visibility
+from flagging.push_job import push_due
 from flagging.storage.engine import Database
 from hl7 import er7
 from hl7.handler import MessageHandler
 from hl7.mllp import Frame, FrameDecoder, encode
-from hl7.push import PushRejected, PushSettings, check_ack, push_due
+from hl7.push import MLLPPush, PushRejected, PushSettings, check_ack
 from tests import samples
 from tests.gp_helpers import decide, document_id, now, send
 from tests.pki import CertificateAuthority
@@ -106,7 +107,7 @@ def pushing(db: Database, handler: MessageHandler, receiver: Receiver) -> Databa
     send(handler, samples.mdm(control_id="M2", number="D2"))
     decide(db, document_id(db, "D1"), Visibility.WITHHELD)
     with db.transaction() as session:
-        gp.configure_practice(
+        practice_settings.configure_practice(
             session, samples.PRACTICE, push_host="127.0.0.1", push_port=receiver.port
         )
     return db
@@ -122,7 +123,7 @@ def _retry_now(db: Database) -> None:
         session.execute(update(Practice).values(push_retry_at=now() - timedelta(seconds=1)))
 
 
-SETTINGS = PushSettings(timeout=5)
+SETTINGS = MLLPPush(PushSettings(timeout=5))
 
 
 def test_events_are_delivered_in_order_annotated_for_the_practice(
@@ -194,7 +195,7 @@ def test_an_unreachable_endpoint_is_recorded_for_administrators(
     with contextlib.closing(socket.create_server(("127.0.0.1", 0))) as probe:
         closed_port = probe.getsockname()[1]
     with pushing.transaction() as session:
-        gp.configure_practice(session, samples.PRACTICE, push_port=closed_port)
+        practice_settings.configure_practice(session, samples.PRACTICE, push_port=closed_port)
     assert push_due(pushing, SETTINGS) == 0
     practice = _practice(pushing)
     assert practice.push_seq == 0
@@ -226,20 +227,20 @@ def test_a_practice_that_requires_mutual_tls_receives_the_push_with_our_certific
     try:
         send(handler, samples.mdm(control_id="M1", number="D1"))
         with db.transaction() as session:
-            gp.configure_practice(
+            practice_settings.configure_practice(
                 session,
                 samples.PRACTICE,
                 push_host="localhost",
                 push_port=receiver.port,
                 push_tls=True,
             )
-        without_certificate = PushSettings(timeout=5, ssl_context=ca.client_context())
+        without_certificate = MLLPPush(PushSettings(timeout=5, ssl_context=ca.client_context()))
         assert push_due(db, without_certificate) == 0
         assert receiver.received == []
         assert _practice(db).push_failures == 1
 
         _retry_now(db)
-        with_certificate = PushSettings(timeout=5, ssl_context=ca.client_context(ours))
+        with_certificate = MLLPPush(PushSettings(timeout=5, ssl_context=ca.client_context(ours)))
         assert push_due(db, with_certificate) == 1
         assert [m.msh.field(10) for m in receiver.received] == [f"{samples.PRACTICE}-{1:013d}"]
         assert (_practice(db).push_seq, _practice(db).push_error) == (1, "")

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from cli.main import CommandError, _check_mllp_exposure, main
+from cli.commands.common import CommandError
+from cli.commands.service import check_mllp_exposure
+from cli.main import main
 from config import Settings
 from flagging import bindings, organisations
 from flagging.storage.engine import Database
@@ -192,15 +194,15 @@ def test_production_listens_once_every_sender_is_bound_or_certificates_are_requi
 ) -> None:
     production = replace(settings, env="production")
     with pytest.raises(CommandError):
-        _check_mllp_exposure(production, "10.0.0.5")
-    _check_mllp_exposure(production, "127.0.0.1")  # loopback: only this machine can connect
-    _check_mllp_exposure(settings, "10.0.0.5")  # development
-    _check_mllp_exposure(replace(production, mllp_tls_client_ca="/ca.pem"), "10.0.0.5")
+        check_mllp_exposure(production, "10.0.0.5")
+    check_mllp_exposure(production, "127.0.0.1")  # loopback: only this machine can connect
+    check_mllp_exposure(settings, "10.0.0.5")  # development
+    check_mllp_exposure(replace(production, mllp_tls_client_ca="/ca.pem"), "10.0.0.5")
     with db.transaction() as session:
         sender = organisations.find_sender(session, samples.SENDER)
         assert sender is not None
         bindings.set_bindings(session, sender.id, networks=["10.1.0.0/16"])
-    _check_mllp_exposure(production, "10.0.0.5")
+    check_mllp_exposure(production, "10.0.0.5")
 
 
 def test_send_speaks_mutual_tls_with_a_ca_a_client_certificate_and_a_key(

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from api import itk
 from cli.main import main
 from config import Settings
-from flagging import mesh
+from flagging import mesh_channels, mesh_sending
 from flagging.models import MeshChannel, MeshInbound
 from flagging.storage.engine import Database
 from hl7.handler import MessageHandler
@@ -46,7 +46,7 @@ class Clock:
 
     def past_retry(self, db: Database, ods_code: str) -> None:
         with db.reading() as session:
-            channel_row = mesh.channel_of(session, ods_code)
+            channel_row = mesh_channels.channel_of(session, ods_code)
             assert channel_row is not None
             assert channel_row.retry_at is not None
             self.at = channel_row.retry_at + timedelta(seconds=1)
@@ -111,7 +111,7 @@ def test_a_failing_mesh_server_delays_delivery_without_losing_or_reordering_anyt
     assert send_all(db, mesh_server, clock) == 3
     messages = inbox(mesh_server, PRACTICE_MAILBOXES[0])
     assert [h["localid"] for _, h, _ in messages] == [
-        mesh.local_id(samples.PRACTICE, seq) for seq in range(1, 6)
+        mesh_sending.local_id(samples.PRACTICE, seq) for seq in range(1, 6)
     ]
     assert channel.track(db, mesh_server.config(), clock=clock) == 5
     [row] = cli_status(capsys)
@@ -127,8 +127,8 @@ def test_a_message_mesh_refuses_stops_that_practice_with_a_clear_error_until_res
 ) -> None:
     add_practice(db, OTHER_PRACTICE)
     with db.transaction() as session:
-        mesh.configure_channel(session, samples.PRACTICE, "NOSUCHBOX1")
-        mesh.configure_channel(session, OTHER_PRACTICE, PRACTICE_MAILBOXES[1])
+        mesh_channels.configure_channel(session, samples.PRACTICE, "NOSUCHBOX1")
+        mesh_channels.configure_channel(session, OTHER_PRACTICE, PRACTICE_MAILBOXES[1])
     clock = Clock()
     documents(handler, "DOC-1", "DOC-2")
     documents(handler, "DOC-3", practice=OTHER_PRACTICE)
@@ -147,8 +147,8 @@ def test_a_message_mesh_refuses_stops_that_practice_with_a_clear_error_until_res
     assert main(["practices", "set", samples.PRACTICE, "--mesh-mailbox", "A81001OT01"]) == 0
     assert send_all(db, mesh_server, clock) == 2
     assert [h["localid"] for _, h, _ in inbox(mesh_server, PRACTICE_MAILBOXES[0])] == [
-        mesh.local_id(samples.PRACTICE, 1),
-        mesh.local_id(samples.PRACTICE, 2),
+        mesh_sending.local_id(samples.PRACTICE, 1),
+        mesh_sending.local_id(samples.PRACTICE, 2),
     ]
 
 
@@ -159,7 +159,7 @@ def test_itk_responses_in_our_inbox_are_matched_so_operators_see_what_the_practi
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     with db.transaction() as session:
-        mesh.configure_channel(session, samples.PRACTICE, PRACTICE_MAILBOXES[0])
+        mesh_channels.configure_channel(session, samples.PRACTICE, PRACTICE_MAILBOXES[0])
     clock = Clock()
     documents(handler, "DOC-1", "DOC-2")
     assert send_all(db, mesh_server, clock) == 2
@@ -216,7 +216,7 @@ def test_the_scheduler_sends_over_mesh_with_our_mailbox_from_the_flagging_mesh_s
     out = capsys.readouterr().out
     assert "\nmesh: 1\n" in f"\n{out}"
     assert [h["localid"] for _, h, _ in inbox(mesh_server, PRACTICE_MAILBOXES[0])] == [
-        mesh.local_id(samples.PRACTICE, 1)
+        mesh_sending.local_id(samples.PRACTICE, 1)
     ]
 
 
@@ -242,7 +242,7 @@ def test_an_event_whose_message_cannot_be_built_holds_the_channel_with_the_reaso
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     with db.transaction() as session:
-        mesh.configure_channel(session, samples.PRACTICE, PRACTICE_MAILBOXES[0])
+        mesh_channels.configure_channel(session, samples.PRACTICE, PRACTICE_MAILBOXES[0])
     documents(handler, "DOC-1")
 
     def broken(*args: Any) -> bytes:

@@ -14,7 +14,7 @@ from fhir.resources.R4B.bundle import Bundle
 from sqlalchemy import func, select
 
 from api import itk
-from flagging import mesh
+from flagging import mesh_channels, mesh_sending
 from flagging.models import MeshMessage, Practice, Visibility
 from flagging.storage.engine import Database
 from hl7.client import MLLPClient
@@ -66,8 +66,8 @@ def test_each_mesh_practice_receives_every_event_once_in_order_as_validated_fhir
     add_practice(db, REST_PRACTICE)
     workflows = {samples.PRACTICE: "GPFED_CONSULT_REPORT", OTHER_PRACTICE: "TOC_FHIR_IP_DISCH"}
     with db.transaction() as session:
-        mesh.configure_channel(session, samples.PRACTICE, PRACTICE_MAILBOXES[0])
-        mesh.configure_channel(
+        mesh_channels.configure_channel(session, samples.PRACTICE, PRACTICE_MAILBOXES[0])
+        mesh_channels.configure_channel(
             session, OTHER_PRACTICE, PRACTICE_MAILBOXES[1], workflow="TOC_FHIR_IP_DISCH"
         )
     practices = (samples.PRACTICE, OTHER_PRACTICE, REST_PRACTICE)
@@ -94,7 +94,7 @@ def test_each_mesh_practice_receives_every_event_once_in_order_as_validated_fhir
         feed = feed_table(db, ods)
         messages = inbox(mesh_server, mailbox)
         assert [h["localid"] for _, h, _ in messages] == [
-            mesh.local_id(ods, seq) for seq, *_ in feed
+            mesh_sending.local_id(ods, seq) for seq, *_ in feed
         ]
         assert {h["workflowid"] for _, h, _ in messages} == {workflows[ods]}
         assert {h["from"] for _, h, _ in messages} == {mesh_server.config().mailbox}
@@ -102,7 +102,7 @@ def test_each_mesh_practice_receives_every_event_once_in_order_as_validated_fhir
             feed, messages, strict=True
         ):
             header, reference = parts(body)
-            assert header["id"] == mesh.header_id(ods, seq)
+            assert header["id"] == mesh_sending.header_id(ods, seq)
             assert header["reason"]["coding"][0]["code"] == event_type
             assert reference["id"].startswith(f"{doc_id}-")
             assert header["destination"][0]["endpoint"].endswith(mailbox)
@@ -137,4 +137,4 @@ def test_each_mesh_practice_receives_every_event_once_in_order_as_validated_fhir
             )
             == 0
         )
-        assert mesh.channel_of(session, REST_PRACTICE) is None
+        assert mesh_channels.channel_of(session, REST_PRACTICE) is None

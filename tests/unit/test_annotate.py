@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from hl7apy.parser import parse_message
 
-from flagging.gp import Annotation, Flag
+from flagging.zfl import Annotation, Flag
 from hl7 import er7
 from hl7.annotate import AnnotationError, annotate
 from hl7.parsing import read_flag

@@ -5,16 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from api.fhir_audit import bundle
+from cli.commands.common import Parser, reading, writing
 from flagging import audit, audit_log
 from flagging.nhs_number import is_valid, normalise
-from flagging.storage.engine import Database
-
-Command = Callable[[Any, str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
 
 
 def _moment(text: str) -> datetime:
@@ -55,13 +52,12 @@ def _add_filters(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, default=100)
 
 
-def register(
-    command: Command, group: Callable[[str, str], Any], db: Callable[[], Database]
-) -> None:
-    """Add the `audit` group to the parser (cli/main.py)."""
+def register(cli: Parser) -> None:
+    """Add the `audit` group."""
+    command, group = cli.command, cli.group
 
     def cmd_verify(args: argparse.Namespace) -> int:
-        with db().reading() as session:
+        with reading() as session:
             result = audit_log.verify(session)
         if args.json:
             print(json.dumps(result.__dict__ | {"ok": result.ok}, indent=2))
@@ -72,7 +68,7 @@ def register(
         return 0 if result.ok else 1
 
     def cmd_list(args: argparse.Namespace) -> int:
-        with db().reading() as session:
+        with reading() as session:
             rows = [
                 audit_log.as_dict(e)
                 for e in audit_log.list_entries(session, _filters(args), limit=args.limit)
@@ -81,7 +77,7 @@ def register(
         return 0
 
     def cmd_subject_access(args: argparse.Namespace) -> int:
-        with db().reading() as session:
+        with reading() as session:
             rows = [
                 audit_log.as_dict(e) for e in audit_log.subject_access(session, args.nhs_number)
             ]
@@ -90,7 +86,7 @@ def register(
 
     def cmd_export(args: argparse.Namespace) -> int:
         # An export is itself audited, in the transaction that reads what it exports.
-        with db().transaction() as session:
+        with writing() as session:
             entries = audit_log.list_entries(session, _filters(args), limit=args.limit)
             data = bundle(list(reversed(entries)))
             audit.record(

@@ -17,11 +17,11 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, literal, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, func, literal, or_, select, update
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from flagging.gp import Annotation, flag_for, original_message
 from flagging.models import Document, DocumentVersion, FeedEvent, Practice
+from flagging.zfl import Annotation, flag_for, original_message
 
 LEASE = timedelta(seconds=120)
 FIRST_RETRY = timedelta(seconds=5)
@@ -36,19 +36,41 @@ def retry_delay(failures: int) -> timedelta:
     return base * (1 + random.random() / 10)
 
 
-def due_practices(session: Session, now: datetime) -> list[int]:
-    """Practices with a push endpoint, events not yet delivered, and no retry or claim pending."""
+def retry_due(
+    retry_at: InstrumentedAttribute[datetime | None], now: datetime
+) -> ColumnElement[bool]:
+    """A channel's next attempt (or another scheduler's lease) is not in the future."""
+    return or_(retry_at.is_(None), retry_at <= now)
+
+
+def due(
+    session: Session,
+    practice_id: InstrumentedAttribute[int],
+    retry_at: InstrumentedAttribute[datetime | None],
+    now: datetime,
+    *conditions: ColumnElement[bool],
+) -> list[int]:
+    """Practices of a delivery channel (the MLLP push, MESH) that meet `conditions` and whose
+    retry time has come: those never failing first, then by id."""
     return list(
         session.scalars(
-            select(Practice.id)
-            .where(
-                Practice.push_host != "",
-                Practice.push_port > 0,
-                Practice.push_seq < Practice.feed_seq,
-                or_(Practice.push_retry_at.is_(None), Practice.push_retry_at <= now),
-            )
-            .order_by(Practice.push_retry_at.is_not(None), Practice.id)
+            select(practice_id)
+            .where(*conditions, retry_due(retry_at, now))
+            .order_by(retry_at.is_not(None), practice_id)
         )
+    )
+
+
+def due_practices(session: Session, now: datetime) -> list[int]:
+    """Practices with a push endpoint, events not yet delivered, and no retry or claim pending."""
+    return due(
+        session,
+        Practice.id,
+        Practice.push_retry_at,
+        now,
+        Practice.push_host != "",
+        Practice.push_port > 0,
+        Practice.push_seq < Practice.feed_seq,
     )
 
 
@@ -70,7 +92,7 @@ def claim(session: Session, practice_id: int, now: datetime) -> PushTarget | Non
         .where(
             Practice.id == practice_id,
             Practice.push_host != "",
-            or_(Practice.push_retry_at.is_(None), Practice.push_retry_at <= now),
+            retry_due(Practice.push_retry_at, now),
         )
         .values(push_retry_at=now + LEASE)
         .returning(

@@ -1,0 +1,1 @@
+"""The `flagging` commands, one module a concern; cli/main.py assembles them into one parser."""
