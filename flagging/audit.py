@@ -23,7 +23,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Required, TypedDict, Unpack
 
@@ -150,37 +150,28 @@ _INSERT = (
 )
 
 
-def append(
-    raw: Raw,
-    *,
-    actor: str,
-    action: Action,
-    outcome: str = "",
-    document_id: int | None = None,
-    message_id: int | None = None,
-    nhs_number: str = "",
-    practice: str = "",
-    detail: Mapping[str, Any] | None = None,
-    at: datetime | None = None,
-) -> int:
+class Entry(TypedDict, total=False):
+    """What `append` takes besides the connection: one entry's fields (actor, action required)."""
+
+    actor: Required[str]
+    action: Required[Action]
+    outcome: str
+    document_id: int | None
+    message_id: int | None
+    nhs_number: str
+    practice: str
+    detail: Mapping[str, Any] | None
+    at: datetime | None
+
+
+def append(raw: Raw, **entry: Unpack[Entry]) -> int:
     """Add an entry to the chain inside the caller's transaction; returns its position.
 
     Takes the head's row lock (held until the commit), so call it last in a transaction."""
-    entry = {
-        "actor": actor,
-        "action": action,
-        "outcome": outcome,
-        "document_id": document_id,
-        "message_id": message_id,
-        "nhs_number": nhs_number,
-        "practice": practice,
-        "detail": detail,
-        "at": at,
-    }
     return _append_all(raw, [entry])
 
 
-def _append_all(raw: Raw, entries: list[dict[str, Any]]) -> int:
+def _append_all(raw: Raw, entries: Sequence[Mapping[str, Any]]) -> int:
     """Chain `entries` in order with three statements whatever their number (the group commit
     flushes a batch of messages at once); returns the last one's position."""
     head = raw.one(_ADVANCE, {"count": len(entries)})
@@ -214,7 +205,7 @@ def _append_all(raw: Raw, entries: list[dict[str, Any]]) -> int:
     return last
 
 
-def defer(raw: Raw, **entry: Any) -> None:
+def defer(raw: Raw, **entry: Unpack[Entry]) -> None:
     """`append` at the end of the transaction rather than now (see `flush_deferred`).
 
     For the group commit, whose transaction holds many messages: appending at once would take
@@ -228,20 +219,6 @@ def flush_deferred(raw: Raw) -> None:
     entries, raw.deferred = raw.deferred, []
     if entries:
         _append_all(raw, entries)
-
-
-class Entry(TypedDict, total=False):
-    """What `append` takes besides the connection: one entry's fields (actor, action required)."""
-
-    actor: Required[str]
-    action: Required[Action]
-    outcome: str
-    document_id: int | None
-    message_id: int | None
-    nhs_number: str
-    practice: str
-    detail: Mapping[str, Any] | None
-    at: datetime | None
 
 
 def record(session: Session, **entry: Unpack[Entry]) -> int:

@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from flagging.models import Document, DocumentVersion, EventType, Practice
+from flagging.models import Document, DocumentVersion, EventType, FeedEvent, Practice
 from flagging.models.visibility import Visibility
 from flagging.storage.rawsql import Raw
 
@@ -121,3 +121,14 @@ def visibility_changed(
         visibility=version.visibility,
         now=now,
     )
+
+
+def next_event(session: Session, practice_id: int, after: int) -> FeedEvent | None:
+    """The event after number `after` in a practice's feed, or None at its end (what a
+    delivery channel, MLLP push or MESH, sends next)."""
+    return session.scalars(
+        select(FeedEvent)
+        .where(FeedEvent.practice_id == practice_id, FeedEvent.seq > after)
+        .order_by(FeedEvent.seq)
+        .limit(1)
+    ).first()

@@ -22,13 +22,13 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from flagging.feed import next_event
 from flagging.gp_reads import DocumentView, practice_document
 from flagging.gp_tokens import PracticeAccess
 from flagging.models import (
     DocumentStatus,
     DocumentVersion,
     EventType,
-    FeedEvent,
     MeshChannel,
     MeshMessage,
     Practice,
@@ -130,12 +130,7 @@ class Outbound:
 
 def next_outbound(session: Session, target: MeshTarget, after: int) -> Outbound | None:
     """The event after `after` in the practice's feed, with its document, or None at the end."""
-    event = session.scalars(
-        select(FeedEvent)
-        .where(FeedEvent.practice_id == target.practice_id, FeedEvent.seq > after)
-        .order_by(FeedEvent.seq)
-        .limit(1)
-    ).first()
+    event = next_event(session, target.practice_id, after)
     if event is None:
         return None
     # The version the event is about, as the practice's own reads show it (no token: the

@@ -20,7 +20,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, func, literal, or_, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from flagging.models import Document, DocumentVersion, FeedEvent, Practice
+from flagging.feed import next_event
+from flagging.models import Document, DocumentVersion, Practice
 from flagging.zfl import Annotation, flag_for, original_message
 
 LEASE = timedelta(seconds=120)
@@ -128,12 +129,7 @@ def control_id(ods_code: str, seq: int) -> str:
 
 def next_delivery(session: Session, target: PushTarget, after: int) -> Delivery | None:
     """The event after `after` in the practice's feed, ready to annotate, or None at the end."""
-    event = session.scalars(
-        select(FeedEvent)
-        .where(FeedEvent.practice_id == target.practice_id, FeedEvent.seq > after)
-        .order_by(FeedEvent.seq)
-        .limit(1)
-    ).first()
+    event = next_event(session, target.practice_id, after)
     if event is None:
         return None
     version = session.get(DocumentVersion, event.version_id)

@@ -10,7 +10,7 @@ takes `:name` as it is, psycopg gets `%(name)s`. Everything else uses the ORM.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar, cast
 
@@ -35,7 +35,7 @@ class Raw:
         self._memo: dict[Hashable, Any] = {}
         # Audit entries held back to the end of the transaction (flagging.audit.defer), so the
         # audit chain's lock is the last one it takes.
-        self.deferred: list[dict[str, Any]] = []
+        self.deferred: list[Mapping[str, Any]] = []
 
     @classmethod
     def on(cls, connection: Connection) -> Raw:

@@ -7,9 +7,12 @@ from __future__ import annotations
 import base64
 
 import pytest
+from argon2 import PasswordHasher
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
 from flagging import passwords, users
+from flagging.models import User
 from flagging.storage.engine import Database
 from tests import accounts, samples
 from tests.api.conftest import GPWorld
@@ -56,6 +59,25 @@ def test_a_copied_session_cookie_is_refused_once_its_owner_signs_out(
     accounts.sign_in(client, accounts.CLINICIAN)
     assert client.get("/worklist").status_code == 200
     assert thief.get("/worklist").status_code == 302
+
+
+def test_a_sign_in_that_rehashes_the_password_keeps_its_session(
+    db: Database, client: FlaskClient, clinician: int
+) -> None:
+    """A hash made with other parameters is replaced at sign-in; the session that sign-in
+    started must still be the user's on the next request (it is checked against the user)."""
+    old = PasswordHasher(time_cost=2, memory_cost=8, parallelism=1).hash(accounts.PASSWORD)
+    with db.transaction() as session:
+        session.get_one(User, clinician).password_hash = old
+    assert passwords.needs_rehash(old)
+
+    accounts.sign_in(client, accounts.CLINICIAN)
+
+    assert client.get("/worklist").status_code == 200
+    with db.reading() as session:
+        stored = session.scalars(select(User.password_hash).where(User.id == clinician)).one()
+    assert stored != old
+    assert passwords.verify_password(stored, accounts.PASSWORD)
 
 
 @pytest.mark.parametrize("how", ["password reset", "deactivation"])
