@@ -6,7 +6,7 @@ Split from flagging/audit.py, which writes it (on every hot path), so that modul
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -52,25 +52,11 @@ def _row_hash(row: Row[Any]) -> str:
     )
 
 
-def _positions(rows: Iterable[Row[Any]]) -> Iterator[list[Row[Any]]]:
-    """The entries in chain order, grouped by position (an inserted row may share one)."""
-    group: list[Row[Any]] = []
-    for row in rows:
-        if group and row.seq != group[0].seq:
-            yield group
-            group = []
-        group.append(row)
-    if group:
-        yield group
-
-
 def verify(session: Session) -> Verification:
     """Walk the chain from entry 1 and name the first entry changed, removed or inserted."""
     table = AuditEntry.__table__
     # Streamed (a server-side cursor on PostgreSQL), closed however the walk ends.
-    rows = session.execute(
-        select(table).order_by(table.c.seq, table.c.id).execution_options(yield_per=1000)
-    )
+    rows = session.execute(select(table).order_by(table.c.seq).execution_options(yield_per=1000))
     try:
         return _walk(session, rows)
     finally:
@@ -86,26 +72,18 @@ def _walk(session: Session, rows: Iterable[Row[Any]]) -> Verification:
     def problem(seq: int, kind: str, text: str) -> Verification:
         return Verification(count, head_seq, head_hash, text, seq, kind)
 
-    for group in _positions(rows):
-        seq = group[0].seq
-        if seq < expected:  # only a row with an id out of order can land here
-            return problem(seq, "inserted", f"entry {seq} was inserted: its position is taken")
+    # `seq` is the key, so no two rows share a position: an entry inserted before the head
+    # must move the ones after it, which changes them (their hashes cover `seq`).
+    for row in rows:
+        seq = row.seq
+        if seq < expected:  # only a position before the first, 0 or less, can be below
+            return problem(seq, "inserted", f"entry {seq} was inserted before entry 1")
         if seq > expected:
             return problem(
                 expected,
                 "removed",
                 f"entry {expected} was removed: the chain goes from {expected - 1} to {seq}",
             )
-        genuine = [r for r in group if r.prev_hash == prev and _row_hash(r) == r.hash]
-        if len(group) > 1:
-            extra = next(r for r in group if not genuine or r is not genuine[0])
-            return problem(
-                seq,
-                "inserted",
-                f"entry {seq} was inserted: {len(group)} rows claim that position"
-                f" (row id {extra.id} is not the one the chain holds)",
-            )
-        row = group[0]
         if _row_hash(row) != row.hash:
             return problem(seq, "changed", f"entry {seq} was changed: its hash does not match")
         if row.prev_hash != prev:
@@ -175,9 +153,7 @@ def list_entries(
         query = query.where(AuditEntry.at < filters.until)
     if before_seq is not None:
         query = query.where(AuditEntry.seq < before_seq)
-    return list(
-        session.scalars(query.order_by(AuditEntry.seq.desc(), AuditEntry.id.desc()).limit(limit))
-    )
+    return list(session.scalars(query.order_by(AuditEntry.seq.desc()).limit(limit)))
 
 
 def subject_access(session: Session, nhs_number: str) -> list[AuditEntry]:

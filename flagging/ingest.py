@@ -25,6 +25,7 @@ from flagging.models import (
 from flagging.organisations import UNKNOWN_PRACTICE, SenderPolicy
 from flagging.received import DocumentInput
 from flagging.screening import Hit, active_rules, cached_rules
+from flagging.spans import join_spans
 from flagging.storage.rawsql import Raw
 from flagging.store import bounded_key
 from flagging.visibility import Initial, Previous, SourceFlag, initial_visibility
@@ -88,9 +89,11 @@ _DOCUMENT = (
     " WHERE id = :id"
 )
 _PREVIOUS = (
-    "SELECT id, visibility, visibility_source, reason, withhold_until, content, content_type"
-    " FROM document_versions WHERE document_id = :document AND version = :version"
+    "SELECT id, visibility, visibility_source, reason, withhold_until, content, content_type,"
+    " content_spans, message_id FROM document_versions"
+    " WHERE document_id = :document AND version = :version"
 )
+_MESSAGE_BYTES = "SELECT raw FROM inbound_messages WHERE id = :id"
 # The latest decision by a person or the clock, skipping those that messages made: whether
 # a person's withholding still stands (rarely run: only when a message asks to release).
 _LAST_PERSON_DECISION = (
@@ -107,17 +110,19 @@ def store_document(
     doc: DocumentInput,
     now: datetime,
     screened: Screened | None = None,
+    message: bytes = b"",
 ) -> int:
     """Add a version to its thread (found by its number or its parent's) or start a thread;
     give it its first visibility; put it into the practice's feed. Returns the document id.
 
-    `screened` is `screen_ahead(doc)`, if it was called."""
+    `screened` is `screen_ahead(doc)`, if it was called; `message` the bytes of the message,
+    where `doc.content_spans` finds its text."""
     number, parent_number = bounded_key(doc.number), bounded_key(doc.parent_number)
     document_id = raw.scalar(
         _THREAD_OF,
         {"sender": sender.id, "number": number, "parent": parent_number},
     )
-    content, content_type = doc.content, doc.content_type
+    content, content_type, spans = doc.content, doc.content_type, doc.content_spans
     flag = _source_flag(doc, sender.txa18_v_policy)
     previous: Previous | None = None
     if document_id is None:
@@ -150,9 +155,13 @@ def store_document(
                 and _person_withheld(raw, document_id)
             ),
         )
-        if content is None and not doc.cancel:
-            # A status change without content (T03) keeps the text of the version before it.
+        if content is None and spans is None and not doc.cancel:
+            # A status change without content (T03) keeps the text of the version before it:
+            # a copy, as the spans of that text are in another message.
             content, content_type = before[5], before[6]
+            if before[7] is not None:
+                earlier = raw.scalar(_MESSAGE_BYTES, {"id": before[8]})
+                content = join_spans(bytes(earlier), before[7])
         version_number = latest + 1
         feed_mode = _feed_mode(raw, practice_id) if practice_id else ""
         change = VersionChange.CANCEL if doc.cancel else doc.change or VersionChange.CORRECTION
@@ -163,14 +172,15 @@ def store_document(
     )
     window = timedelta(minutes=sender.review_window_minutes if minutes is None else minutes)
     rules = active_rules(raw)
-    if (
-        screened is not None
-        and screened.fingerprint == rules.fingerprint
-        and content is doc.content
-    ):
+    own = content is doc.content  # this document's text, not the version before's
+    if screened is not None and screened.fingerprint == rules.fingerprint and own:
         hits = screened.hits
     else:
+        if own and spans is not None:
+            content = join_spans(message, spans)
         hits = rules.screen(_text(content, content_type), doc.document_type, doc.specialty)
+    if not own:
+        spans = None
     initial = initial_visibility(
         cancel=doc.cancel,
         flag=flag,
@@ -235,7 +245,8 @@ def store_document(
         message_id=message_id,
         sender_id=sender.id,
         change=change,
-        content=content,
+        content=None if spans is not None else content,
+        spans=spans,
         content_type=content_type,
         published=version_published,
         now=now,
@@ -309,6 +320,7 @@ def _insert_version(
     sender_id: int,
     change: VersionChange,
     content: bytes | None,
+    spans: str | None,
     content_type: str,
     published: bool,
     now: datetime,
@@ -335,6 +347,7 @@ def _insert_version(
             "placer_number": store.version_cut(doc.placer_number, "placer_number"),
             "content_type": store.version_cut(content_type, "content_type"),
             "content": content,
+            "content_spans": spans,
             "source": initial.source.value if initial.source else "",
             "reason": initial.reason,
             "decided_at": raw.timestamp(initial.decided_at or now) if decided else None,

@@ -67,3 +67,5 @@ class DocumentInput:
     flag: SourceFlag | None = None  # a ZFL segment in the message
     content_type: str = ""
     content: bytes | None = None
+    # Instead of `content`: where its text is in the message's bytes (flagging/spans.py).
+    content_spans: str | None = None

@@ -74,7 +74,7 @@ class Receiver:
     def receive(self, arrival: Arrival) -> Verdict:
         """Run `receive` in a group commit; return its verdict once that is committed."""
         try:
-            verdict = self._group.run(Receive(arrival))
+            verdict = self._group.run(Receive(arrival.with_spans()))
         except Exception:
             self._writes_fail()
             raise

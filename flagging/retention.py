@@ -5,7 +5,8 @@ Kept whatever their age: the receipt itself (who sent what, when, its outcome an
 the bytes of a message whose document a practice has not yet acknowledged (an event about the
 document after the practice's acknowledged or pushed position), not yet published to it, or
 not routed to any practice; the bytes of an open quarantined or rejected entry (it may be
-reprocessed); documents, versions and their content; and the audit trail, never touched here.
+reprocessed); documents, versions and their content (a version whose text was kept as spans
+of the message's bytes gets a copy first); and the audit trail, never touched here.
 
 Each batch is one short transaction, so a run never holds locks for long and can be
 interrupted and run again.
@@ -128,6 +129,15 @@ def purge_batch(
     report.deleted += len(purge)
     report.bytes_deleted += sum(row[4] or 0 for row in purge)
     if purge and not dry_run:
+        # A version whose text is spans of these bytes (flagging/spans.py) gets its copy now.
+        for version in session.scalars(
+            select(DocumentVersion).where(
+                DocumentVersion.message_id.in_([row[0] for row in purge]),
+                DocumentVersion.content_spans.is_not(None),
+            )
+        ):
+            version.content = version.content
+        session.flush()
         session.execute(
             update(InboundMessage)
             .where(InboundMessage.id.in_([row[0] for row in purge]))

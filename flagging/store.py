@@ -195,6 +195,7 @@ INSERT_VERSION = insert_sql(
         "placer_number",
         "content_type",
         "content",
+        "content_spans",
         "specialty",
         "visibility",
         "reason",

@@ -5,10 +5,23 @@ from __future__ import annotations
 import enum
 from datetime import date, datetime
 
-from sqlalchemy import Date, ForeignKey, Index, LargeBinary, String, UniqueConstraint, text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import (
+    Date,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    case,
+    select,
+    text,
+)
+from sqlalchemy.orm import Mapped, column_property, mapped_column
 
 from flagging.models.base import Base, UTCDateTime
+from flagging.models.messages import InboundMessage
+from flagging.spans import join_spans
 
 
 class DocumentStatus(enum.StrEnum):
@@ -139,7 +152,23 @@ class DocumentVersion(Base):
     availability: Mapped[str] = mapped_column(String(5), default="")  # TXA-19
     placer_number: Mapped[str] = mapped_column(String(199), default="")  # OBR-2
     content_type: Mapped[str] = mapped_column(String(100), default="")
-    content: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # The text or rendition as stored; NULL when `content_spans` says where it is in the
+    # bytes of the message (flagging/spans.py). Read `content`, which gives it either way.
+    stored_content: Mapped[bytes | None] = mapped_column("content", LargeBinary)
+    content_spans: Mapped[str | None] = mapped_column(Text)
+    # The message's bytes, loaded with the version only when its text is kept there, so that
+    # `content` needs no second query, nor a session.
+    spans_source: Mapped[bytes | None] = column_property(
+        case(
+            (
+                content_spans.is_not(None),
+                select(InboundMessage.raw)
+                .where(InboundMessage.id == message_id)
+                .correlate_except(InboundMessage)
+                .scalar_subquery(),
+            )
+        )
+    )
     specialty: Mapped[str] = mapped_column(String(100), default="")
     # The version's current visibility; its history is in `decisions`.
     visibility: Mapped[str] = mapped_column(String(10), default="pending")
@@ -151,3 +180,16 @@ class DocumentVersion(Base):
     # Whether this version has gone into the feed (document.available or .superseded).
     published: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    @property
+    def content(self) -> bytes | None:
+        """The version's text or rendition, from the message it came in if it is kept there."""
+        if self.content_spans is None:
+            return self.stored_content
+        # Retention copies the text into the version before it deletes these bytes.
+        assert self.spans_source is not None, f"message {self.message_id} lost a version's text"
+        return join_spans(bytes(self.spans_source), self.content_spans)
+
+    @content.setter
+    def content(self, value: bytes | None) -> None:
+        self.stored_content, self.content_spans = value, None

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
 
 from cli.main import main
 from config import Settings
@@ -95,14 +96,33 @@ def test_verify_names_the_last_entry_when_it_was_deleted(db: Database) -> None:
     assert (result.kind, result.seq) == ("removed", 3), result.problem
 
 
-def test_verify_names_an_entry_that_was_inserted_with_a_forged_hash(db: Database) -> None:
+def test_an_entry_cannot_be_inserted_at_a_taken_position(db: Database) -> None:
+    _append(db, 2)
+    at = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    with pytest.raises(IntegrityError), db.transaction() as session:
+        session.add(AuditEntry(at=at, hash="0" * 64, prev_hash="0" * 64, **_forged(2)))
+
+
+def test_verify_names_the_entry_moved_to_make_room_for_a_forged_one(db: Database) -> None:
     _append(db, 4)
     with db.reading() as session:
         first = session.scalars(select(AuditEntry).where(AuditEntry.seq == 1)).one()
-    # A forger who knows the scheme: a well-formed entry at position 2, linked to entry 1.
+    # A forger who knows the scheme: moves entries 2-4 up one, and writes a well-formed entry
+    # at position 2, linked to entry 1. The entry moved to 3 no longer matches its hash.
+    with db.engine.begin() as conn:
+        conn.execute(text("UPDATE audit_entries SET seq = seq + 100 WHERE seq >= 2"))
+        conn.execute(text("UPDATE audit_entries SET seq = seq - 99 WHERE seq >= 100"))
     at = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-    fields = {
-        "seq": 2,
+    fields = {**_forged(2), "prev_hash": first.hash}
+    with db.transaction() as session:
+        session.add(AuditEntry(at=at, hash=audit.entry_hash(at=at, **fields), **fields))
+    result = _verify(db)
+    assert (result.kind, result.seq) == ("changed", 3), result.problem
+
+
+def _forged(seq: int) -> dict[str, object]:
+    return {
+        "seq": seq,
         "actor": "user:1",
         "action": "document.viewed",
         "outcome": "",
@@ -111,13 +131,7 @@ def test_verify_names_an_entry_that_was_inserted_with_a_forged_hash(db: Database
         "nhs_number": NHS,
         "practice": "",
         "detail": "{}",
-        "prev_hash": first.hash,
     }
-    digest = audit.entry_hash(at=at, **fields)
-    with db.transaction() as session:
-        session.add(AuditEntry(at=at, hash=digest, **fields))
-    result = _verify(db)
-    assert (result.kind, result.seq) == ("inserted", 2), result.problem
 
 
 def test_verify_names_an_entry_inserted_after_the_head(db: Database) -> None:

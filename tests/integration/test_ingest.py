@@ -198,6 +198,28 @@ def test_addendum_joins_the_thread_of_its_parent_as_a_new_version(
     assert addendum.content == b"Add."
 
 
+def test_text_made_of_the_message_lines_is_stored_once_as_spans_of_its_bytes(
+    handler: MessageHandler, db: Database
+) -> None:
+    lines = tuple(f"Line {i}: discharged home, follow up in clinic." for i in range(40))
+    handler.handle(samples.mdm(control_id="S1", lines=lines), transport="mllp")
+    [document] = _documents(db)
+    [version] = _versions(db, document.id)
+    assert version.stored_content is None
+    assert version.content_spans is not None
+    assert version.content == "\n".join(lines).encode()
+
+
+def test_escaped_text_is_stored_as_parsed(handler: MessageHandler, db: Database) -> None:
+    handler.handle(
+        samples.mdm(control_id="S2", lines=("Tea \\T\\ toast, then home.",)), transport="mllp"
+    )
+    [document] = _documents(db)
+    [version] = _versions(db, document.id)
+    assert version.content_spans is None
+    assert version.content == b"Tea & toast, then home."
+
+
 def test_status_change_without_content_keeps_the_previous_text(
     handler: MessageHandler, db: Database
 ) -> None:

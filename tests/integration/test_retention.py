@@ -11,7 +11,7 @@ from cli.main import main
 from cli.scheduler import retention_job
 from cli.wiring import Services
 from config import Settings
-from flagging.models import InboundMessage, Practice
+from flagging.models import DocumentVersion, InboundMessage, Practice
 from flagging.storage.engine import Database
 from hl7.handler import MessageHandler
 from tests import samples
@@ -107,6 +107,14 @@ def test_retention_deletes_old_bytes_but_keeps_unacknowledged_unrouted_and_open_
         assert gone.raw_deleted_at is not None
         assert gone.ack is not None
         assert b"MSA|AA|ACKED" in gone.ack
+        # Its document's text, kept as spans of those bytes, was copied into the version first.
+        version = session.scalars(
+            select(DocumentVersion).where(DocumentVersion.message_id == gone.id)
+        ).one()
+        assert (version.content_spans, version.content) == (
+            None,
+            b"Discharged home.\nFollow up in clinic.",
+        )
     # Run again: nothing more to do.
     assert main(["retention", "run", "--days", "365"]) == 0
     assert "deleted the bytes of 0" in capsys.readouterr().out

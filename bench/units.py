@@ -1,0 +1,119 @@
+"""What crosses to the SQLite writer process per message: pickled bytes and pickle CPU.
+
+Run `.venv/bin/python bench/units.py`. It reads the bench's messages (bench/ingest.py: the
+6.6 KB MDM^T02 and the ~200 KB ORU^R01 with a PDF) through the HL7 edge as the listener does,
+catches the unit of work the receiver hands to the writer process (flagging/receive.py
+`Receive`), and prints its pickled size and the time of a dumps plus a loads, with the same
+for the reply that comes back; then the bytes the SQLite database grows by per MDM message
+(rows and indexes, over 500 messages). Deterministic sizes; the times are a rough guide.
+"""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.ingest import mdm_templates, oru_templates  # noqa: E402
+from bench.service import prepare, service_env  # noqa: E402
+
+
+def _handler(env: dict[str, str]) -> Any:
+    """A message handler with the in-process group commit, on the database `env` names."""
+    # Imported here, as bench/ingest.py's helpers need nothing of the service.
+    from config.settings import load_settings
+    from flagging.receiver import Receiver
+    from flagging.storage.engine import Database
+    from hl7.handler import MessageHandler
+
+    settings = load_settings(env)
+    return MessageHandler(Receiver(Database(settings), settings))
+
+
+def _growth(env: dict[str, str], count: int = 500) -> float:
+    """Bytes the database file grows by per 6.6 KB MDM message, after a checkpoint."""
+    from flagging.bindings import Peer
+
+    handler = _handler(env)
+    database = Path(env["FLAGGING_INSTANCE_PATH"]) / "flagging.sqlite3"
+    template = mdm_templates(1)[0]
+
+    def send(first: int, number: int) -> None:
+        for i in range(first, first + number):
+            raw = template.render(f"G{i:08d}".encode())
+            reply = handler.handle(raw, transport="mllp", connection=Peer("127.0.0.1"))
+            assert b"MSA|AA" in reply.ack, reply.ack
+
+    def size() -> int:
+        with sqlite3.connect(database) as connection:
+            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            pages, free = (
+                connection.execute(f"PRAGMA {name}").fetchone()[0]
+                for name in ("page_count", "freelist_count")
+            )
+            page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+        return int((pages - free) * page_size)
+
+    send(0, 100)  # past the first pages of every table and index
+    before = size()
+    send(100, count)
+    return (size() - before) / count
+
+
+def _catch(raw: bytes, env: dict[str, str]) -> tuple[Any, Any]:
+    """The unit the receiver would send to the writer process for `raw`, and its reply."""
+    from flagging.bindings import Peer
+
+    handler = _handler(env)
+    receiver = handler.receiver
+    caught: list[Any] = []
+    run = receiver._group.run
+
+    def spy(work: Any) -> Any:
+        caught.append(work)
+        result = run(work)
+        caught.append(result)
+        return result
+
+    receiver._group.run = spy
+    reply = handler.handle(raw, transport="mllp", peer="127.0.0.1:1", connection=Peer("127.0.0.1"))
+    assert b"MSA|AA" in reply.ack, reply.ack
+    return caught[0], caught[1]
+
+
+def _cost(value: Any, rounds: int = 2000) -> tuple[int, float]:
+    data = pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+    started = time.perf_counter()
+    for _ in range(rounds):
+        pickle.loads(pickle.dumps(value, pickle.HIGHEST_PROTOCOL))  # noqa: S301 (our own bytes)
+    return len(data), 1e6 * (time.perf_counter() - started) / rounds
+
+
+def main() -> None:
+    instance = Path(tempfile.mkdtemp(prefix="units-"))
+    env = service_env(instance)
+    prepare(env, "RXX", ["A81001"], "bench")
+    messages = (("MDM 6.6 KB", mdm_templates(1)[0]), ("ORU 200 KB", oru_templates(1)[0]))
+    for number, (name, template) in enumerate(messages):
+        raw = template.render(f"U{number:08d}".encode())
+        unit, verdict = _catch(raw, env)
+        size, cost = _cost(unit, 2000 if len(raw) < 50_000 else 200)
+        reply, reply_cost = _cost(verdict)
+        print(
+            f"{name}: message {len(raw)} B; unit pickles to {size} B "
+            f"({cost:.1f} us dumps+loads); reply {reply} B ({reply_cost:.1f} us)"
+        )
+    print(f"SQLite database growth: {_growth(env):.0f} B per MDM message")
+    shutil.rmtree(instance, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
