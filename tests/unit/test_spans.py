@@ -26,3 +26,15 @@ def test_text_that_is_not_in_the_message_as_it_stands_is_not_found() -> None:
 def test_text_shorter_than_its_spans_is_kept_as_it_is() -> None:
     message = samples.mdm(lines=("Home.",))
     assert find_spans(message, b"Home.") is None
+
+
+def test_lines_whose_gaps_change_and_repeat_are_each_found_where_they_stand() -> None:
+    # OBX-1 goes from 9 to 10 (the gap before a line grows by one) and a line repeats: the
+    # position guessed from the gap before misses, and the search finds each line again.
+    lines = tuple(f"Line {i % 4} of the letter, repeated now and then." for i in range(14))
+    message = samples.mdm(lines=lines)
+    text = "\n".join(lines).encode()
+    spans = find_spans(message, text)
+    assert spans is not None
+    assert join_spans(message, spans) == text
+    assert len(set(spans.split(","))) > 1  # not one gap for every line
