@@ -151,6 +151,7 @@ class Database:
         self._sqlite_path = path if path and path != ":memory:" else ""
         self._last_checkpoint = time.monotonic()
         self._last_attempt = 0.0
+        self._last_space_check = 0.0
 
     @contextmanager
     def _writer(self) -> Iterator[None]:
@@ -248,8 +249,15 @@ class Database:
         if now - self._last_checkpoint < CHECKPOINT_INTERVAL:
             if now - self._last_attempt < CHECKPOINT_RETRY:
                 return
-            if not is_disk_full(error) and not self._wal_outgrows_free_space():
-                return
+            if not is_disk_full(error):
+                # The volume is looked at once a CHECKPOINT_RETRY at most: a stat of the WAL
+                # and of the volume after every batch cost a message alone a twentieth of its
+                # CPU (py-spy). A write that fails for space in between checkpoints at once.
+                if now - self._last_space_check < CHECKPOINT_RETRY:
+                    return
+                self._last_space_check = now
+                if not self._wal_outgrows_free_space():
+                    return
         self._last_attempt = now
         if self.checkpoint():
             self._last_checkpoint = now
