@@ -4,9 +4,10 @@ Run `.venv/bin/python bench/cost.py [--messages N] [--threads T]`: MDM^T02 messa
 bench/ingest.py's) through the HL7 handler and the in-process group commit (PostgreSQL's path;
 no sockets, no writer process), T threads at once so batches form, on a fresh SQLite database.
 It prints the process's CPU time per message, which a loaded machine disturbs far less than
-the rates of bench/ingest.py. `--instructions` runs the same under valgrind's callgrind twice
-(50 and N messages after the warm-up) and prints the instructions per message: the same on a
-busy machine as on a quiet one, within about 1% (group-commit batches differ between runs).
+the rates of bench/ingest.py, and the wall time. `--instructions` runs the same under
+valgrind's callgrind twice (50 and N messages after the warm-up) and prints the instructions
+per message: the same on a busy machine as on a quiet one, within about 1% (group-commit
+batches differ between runs).
 `--without audit` switches the audit entry off and `--without binding` the per-connection
 sender binding, to measure what each costs. `PYTHONPATH=<other tree>` measures another commit.
 """
@@ -47,8 +48,8 @@ def _handler(env: dict[str, str], without: set[str]) -> Any:
     return MessageHandler(Receiver(Database(settings), settings))
 
 
-def measure(messages: int, threads: int, without: set[str]) -> float:
-    """CPU seconds per message of `messages` MDM messages sent by `threads` threads."""
+def measure(messages: int, threads: int, without: set[str]) -> tuple[float, float]:
+    """CPU and wall seconds per message of `messages` MDM messages sent by `threads` threads."""
     from flagging.bindings import Peer
 
     instance = Path(tempfile.mkdtemp(prefix="cost-"))
@@ -69,15 +70,15 @@ def measure(messages: int, threads: int, without: set[str]) -> float:
 
         body = raws[WARM_UP:]
         workers = [threading.Thread(target=send, args=(body[i::threads],)) for i in range(threads)]
-        started = time.process_time()
+        started, wall = time.process_time(), time.perf_counter()
         for worker in workers:
             worker.start()
         for worker in workers:
             worker.join()
-        cpu = time.process_time() - started
+        cpu, wall = time.process_time() - started, time.perf_counter() - wall
         handler.close()
         assert sum(b"MSA|AA" in ack for ack in acks) == messages, "a message was not AA"
-        return cpu / messages
+        return cpu / messages, wall / messages
     finally:
         shutil.rmtree(instance, ignore_errors=True)
 
@@ -117,8 +118,8 @@ def main() -> None:
         per = instructions(count, args.threads, args.without)
         print(f"{label}: {per / 1e6:.3f} M instructions per message")
     else:
-        per = measure(args.messages, args.threads, set(args.without))
-        print(f"{label}: {per * 1e3:.3f} ms CPU per message")
+        cpu, wall = measure(args.messages, args.threads, set(args.without))
+        print(f"{label}: {cpu * 1e3:.3f} ms CPU, {wall * 1e3:.3f} ms wall per message")
 
 
 if __name__ == "__main__":
