@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Required, TypedDict, Unpack
 
 from flagging import store
 from flagging.models import InboundMessage, MessageOutcome
@@ -70,13 +70,24 @@ _INSERT_MESSAGE = (
 _CLAIM = _INSERT_MESSAGE + " ON CONFLICT (sender_id, control_key) DO NOTHING"
 
 
+class Answer(TypedDict, total=False):
+    """How a receipt was answered, as `record_message` stores it (ack_code, ack required)."""
+
+    ack_code: Required[str]
+    ack: Required[bytes | None]
+    sender_id: int | None
+    problem: Problem | None
+    duplicate_of: AcceptedMessage | None
+    # Given for an oversize message, of which only the first bytes are kept.
+    size: int | None
+
+
 def claim_message(raw: Raw, receipt: Receipt, *, ack: bytes | None, sender_id: int) -> int | None:
     """Store an accepted receipt and return its id, unless the sender's MSH-10 was already
     accepted (then None, and nothing stored): one statement where looking the MSH-10 up
     first and then inserting took two round trips for every new message."""
-    params = _params(
-        raw, receipt, MessageOutcome.ACCEPTED, ack_code="AA", ack=ack, sender_id=sender_id
-    )
+    answer: Answer = {"ack_code": "AA", "ack": ack, "sender_id": sender_id}
+    params = _params(raw, receipt, MessageOutcome.ACCEPTED, answer)
     if raw.postgres:
         row = raw.one(_CLAIM + " RETURNING id", params)
         return int(row[0]) if row is not None else None
@@ -85,47 +96,16 @@ def claim_message(raw: Raw, receipt: Receipt, *, ack: bytes | None, sender_id: i
 
 
 def record_message(
-    raw: Raw,
-    receipt: Receipt,
-    outcome: MessageOutcome,
-    *,
-    ack_code: str,
-    ack: bytes | None,
-    sender_id: int | None = None,
-    problem: Problem | None = None,
-    duplicate_of: AcceptedMessage | None = None,
-    size: int | None = None,
+    raw: Raw, receipt: Receipt, outcome: MessageOutcome, **answer: Unpack[Answer]
 ) -> int:
-    """Store a receipt with its outcome and the ACK that answers it; return its id.
-
-    `size` is given for an oversize message, of which only the first bytes are kept.
-    """
-    params = _params(
-        raw,
-        receipt,
-        outcome,
-        ack_code=ack_code,
-        ack=ack,
-        sender_id=sender_id,
-        problem=problem,
-        duplicate_of=duplicate_of,
-        size=size,
-    )
-    return raw.insert(_INSERT_MESSAGE, params)
+    """Store a receipt with its outcome and the ACK that answers it; return its id."""
+    return raw.insert(_INSERT_MESSAGE, _params(raw, receipt, outcome, answer))
 
 
-def _params(
-    raw: Raw,
-    receipt: Receipt,
-    outcome: MessageOutcome,
-    *,
-    ack_code: str,
-    ack: bytes | None,
-    sender_id: int | None = None,
-    problem: Problem | None = None,
-    duplicate_of: AcceptedMessage | None = None,
-    size: int | None = None,
-) -> dict[str, Any]:
+def _params(raw: Raw, receipt: Receipt, outcome: MessageOutcome, answer: Answer) -> dict[str, Any]:
+    ack_code, ack = answer["ack_code"], answer["ack"]
+    sender_id, problem = answer.get("sender_id"), answer.get("problem")
+    duplicate_of, size = answer.get("duplicate_of"), answer.get("size")
     accepted = outcome is MessageOutcome.ACCEPTED
     return {
         "received_at": raw.timestamp(receipt.received_at),
