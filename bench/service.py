@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -55,7 +56,7 @@ def run_cli(env: dict[str, str], commands: Sequence[Sequence[str]]) -> str:
     done = subprocess.run(
         [PYTHON, "-c", _CLI_BATCH, json.dumps([list(c) for c in commands])],
         env=env,
-        cwd=ROOT,
+        cwd=tempfile.gettempdir(),  # not ROOT: `-c` puts the cwd first, before PYTHONPATH's tree
         capture_output=True,
         text=True,
     )
@@ -101,7 +102,7 @@ class ServiceProcess:
         self.proc = subprocess.Popen(
             argv,
             env=env,
-            cwd=ROOT,
+            cwd=tempfile.gettempdir(),  # as in run_cli: a tree on PYTHONPATH runs all of its code
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

@@ -118,11 +118,19 @@ class WriterProcess(Generic[T]):
         self._last_start = time.monotonic()
         units_in, units_out = os.pipe()
         replies_in, replies_out = os.pipe()
-        # The project root first, so the child imports this same code.
+        # The project root first, so the child imports this same code (-P: not the current
+        # directory's, which `-m` would otherwise put before it).
         path = [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p)}
         process = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
-            [sys.executable, "-m", "flagging.storage.writer", str(units_in), str(replies_out)],
+            [
+                sys.executable,
+                "-P",
+                "-m",
+                "flagging.storage.writer",
+                str(units_in),
+                str(replies_out),
+            ],
             pass_fds=(units_in, replies_out),
             stdin=subprocess.DEVNULL,
             env=env,
