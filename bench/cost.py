@@ -33,6 +33,10 @@ sys.path.insert(0, str(ROOT))
 from bench.ingest import mdm_templates, oru_templates  # noqa: E402
 from bench.service import prepare, service_env  # noqa: E402
 
+# The product's modules from the tree on PYTHONPATH when there is one (the bench's own are
+# imported above, from this tree, and import none of them).
+sys.path[:0] = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+
 WARM_UP = 50
 
 
