@@ -31,7 +31,7 @@ from flagging.receipts import (
     record_message,
 )
 from flagging.received import DocumentInput, Problem, Receipt
-from flagging.spans import find_spans
+from flagging.spans import locate
 from flagging.storage.rawsql import Raw
 
 # The ERR-3 codes (HL7 table 0357) of the refusals decided here.
@@ -81,13 +81,13 @@ class Arrival:
     reprocessed_by: str = ""  # who asked for a reprocess (the audit trail's actor)
 
     def with_spans(self) -> Arrival:
-        """The arrival with each document's text as spans of its message where it is made of
-        them (flagging/spans.py): stored so, and half the bytes to the writer process."""
+        """The arrival with each document's text (or rendition) as spans of its message where it
+        is made of them (flagging/spans.py): stored so, and half the bytes to the writer."""
         if self.refusal is not None or not self.documents:
             return self
         documents = []
         for doc in self.documents:
-            spans = find_spans(self.receipt.raw, doc.content) if doc.content else None
+            spans = locate(self.receipt.raw, doc.content, doc.content_type) if doc.content else None
             documents.append(
                 doc if spans is None else replace(doc, content=None, content_spans=spans)
             )

@@ -274,6 +274,23 @@ def test_oru_pdf_rendition_is_stored_decoded_with_its_mime_type(
     [document] = _documents(db)
     [version] = _versions(db, document.id)
     assert (version.content_type, version.content) == ("application/pdf", samples.TINY_PDF)
+    # Kept once: as the span of its Base64 in the message, not as a second, decoded copy.
+    assert version.stored_content is None
+    assert version.content_spans is not None
+    assert version.content_spans.startswith("base64:")
+
+
+def test_a_rendition_whose_base64_is_broken_into_lines_is_stored_as_decoded(
+    handler: MessageHandler, db: Database
+) -> None:
+    [obx] = samples.obx_pdf()
+    data = obx.split("^Base64^")[1].split("|")[0]
+    wrapped = obx.replace(data, " ".join(data[i : i + 20] for i in range(0, len(data), 20)))
+    reply = handler.handle(samples.oru(observations=[wrapped]), transport="mllp")
+    assert reply.code == "AA"
+    [document] = _documents(db)
+    [version] = _versions(db, document.id)
+    assert (version.content_spans, version.content) == (None, samples.TINY_PDF)
 
 
 def test_unknown_and_unregistered_practices_are_accepted_as_unroutable(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from flagging.spans import find_spans, join_spans
+import base64
+import os
+
+from flagging.spans import find_spans, join_spans, locate
 from tests import samples
 
 
@@ -38,3 +41,35 @@ def test_lines_whose_gaps_change_and_repeat_are_each_found_where_they_stand() ->
     assert spans is not None
     assert join_spans(message, spans) == text
     assert len(set(spans.split(","))) > 1  # not one gap for every line
+
+
+def test_a_rendition_is_the_span_of_its_base64_and_reads_back_decoded() -> None:
+    pdf = samples.TINY_PDF + os.urandom(3000)
+    message = samples.oru(observations=samples.obx_pdf(pdf))
+    spans = locate(message, pdf, "application/pdf")
+    assert spans is not None
+    assert spans.startswith("base64:")
+    assert join_spans(message, spans) == pdf
+
+
+def test_a_rendition_not_in_the_message_as_one_piece_of_base64_is_not_found() -> None:
+    pdf = os.urandom(3000)
+    encoded = base64.b64encode(pdf).decode()
+    lines = " ".join(encoded[i : i + 76] for i in range(0, len(encoded), 76))  # MIME-style
+    [obx] = samples.obx_pdf(pdf)
+    message = samples.oru(observations=[obx.replace(encoded, lines)])
+    assert locate(message, pdf, "application/pdf") is None
+    assert locate(samples.oru(), pdf, "application/pdf") is None
+
+
+def test_a_rendition_shorter_than_its_span_is_kept_as_it_is() -> None:
+    message = samples.oru(observations=samples.obx_pdf(b"%PDF"))
+    assert locate(message, b"%PDF", "application/pdf") is None
+
+
+def test_text_is_looked_up_as_lines_and_anything_else_as_base64() -> None:
+    lines = ("Discharged home on aspirin.", "Follow up in clinic in six weeks.")
+    message = samples.mdm(lines=lines)
+    text = "\n".join(lines).encode()
+    assert locate(message, text, "text/plain; charset=utf-8") == find_spans(message, text)
+    assert locate(message, text, "application/pdf") is None
