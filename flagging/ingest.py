@@ -117,11 +117,8 @@ def store_document(
 
     `screened` is `screen_ahead(doc)`, if it was called; `message` the bytes of the message,
     where `doc.content_spans` finds its text."""
-    number, parent_number = bounded_key(doc.number), bounded_key(doc.parent_number)
-    document_id = raw.scalar(
-        _THREAD_OF,
-        {"sender": sender.id, "number": number, "parent": parent_number},
-    )
+    thread = _thread_params(sender.id, doc)
+    number, document_id = thread["number"], raw.scalar(_THREAD_OF, thread)
     content, content_type, spans = doc.content, doc.content_type, doc.content_spans
     flag = _source_flag(doc, sender.txa18_v_policy)
     previous: Previous | None = None
@@ -290,6 +287,32 @@ def store_document(
             now=now,
         )
     return int(document_id)
+
+
+def ask_lookups(raw: Raw, doc: DocumentInput, sender: SenderPolicy | None, thread: bool) -> None:
+    """Send ahead (Raw.ahead) what `store_document` will look up for `doc`: its practice;
+    once the sender is known, its review window and, if `thread`, its thread (only when no
+    document stored before it in this unit can have started that thread)."""
+    code = doc.practice_ods_code
+    if sender is None:
+        if code and code != UNKNOWN_PRACTICE:
+            raw.ahead(_PRACTICE_BY_CODE, {"code": code}, ("practice", code))
+        return
+    raw.ahead(
+        _WINDOW,
+        {"sender": sender.id, "type": doc.document_type},
+        ("window", sender.id, doc.document_type),
+    )
+    if thread:
+        raw.ahead(_THREAD_OF, _thread_params(sender.id, doc))
+
+
+def _thread_params(sender_id: int, doc: DocumentInput) -> dict[str, Any]:
+    return {
+        "sender": sender_id,
+        "number": bounded_key(doc.number),
+        "parent": bounded_key(doc.parent_number),
+    }
 
 
 def _person_withheld(raw: Raw, document_id: int) -> bool:

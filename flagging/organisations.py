@@ -61,11 +61,21 @@ def sender_policy(raw: Raw, facility: str, application: str) -> SenderPolicy | N
     """The sender registered for an MSH-4 value, preferring one registered for this MSH-3."""
 
     def find() -> SenderPolicy | None:
-        params = {"facility": facility.upper(), "application": application}
-        row = raw.one(_FIND_SENDER, params)
+        row = raw.one(_FIND_SENDER, _sender_params(facility, application))
         return SenderPolicy(*row) if row else None
 
     return raw.memo(("sender", facility, application), find)
+
+
+def ask_sender_policy(raw: Raw, facility: str, application: str) -> None:
+    """Send `sender_policy`'s lookup ahead (Raw.ahead), unless this transaction has it."""
+    raw.ahead(
+        _FIND_SENDER, _sender_params(facility, application), ("sender", facility, application)
+    )
+
+
+def _sender_params(facility: str, application: str) -> dict[str, str]:
+    return {"facility": facility.upper(), "application": application}
 
 
 def find_sender(session: Session, facility: str, application: str = "") -> Sender | None:

@@ -20,9 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from flagging import audit
-from flagging.ingest import Screened, store_document
+from flagging.ingest import Screened, ask_lookups, store_document
 from flagging.models import InboundMessage, MessageOutcome, max_length
-from flagging.organisations import SenderPolicy, sender_policy
+from flagging.organisations import SenderPolicy, ask_sender_policy, sender_policy
 from flagging.receipts import (
     AcceptedMessage,
     claim_message,
@@ -31,6 +31,7 @@ from flagging.receipts import (
     record_message,
 )
 from flagging.received import DocumentInput, Problem, Receipt
+from flagging.screening import ask_active_rules
 from flagging.spans import locate
 from flagging.storage.rawsql import Raw
 
@@ -111,6 +112,7 @@ def receive(raw: Raw, arrival: Arrival) -> Verdict:
     receipt, refusal = arrival.receipt, arrival.refusal
     sender = None
     if arrival.header_read:
+        _ask_ahead(raw, arrival, None)
         sender = sender_policy(raw, receipt.sending_facility, receipt.sending_application)
     label = receipt.sending_facility.upper() if sender else ""
     if refusal is None:
@@ -118,6 +120,7 @@ def receive(raw: Raw, arrival: Arrival) -> Verdict:
         if refusal is not None:
             return Verdict(refusal.ack_code, b"", refusal=refusal)
         assert sender is not None
+        _ask_ahead(raw, arrival, sender)
         # Stored as accepted at once unless this sender's MSH-10 was accepted before: a new
         # message (nearly all of them) pays one statement, not a lookup and then an insert.
         message_id = claim_message(raw, receipt, ack=arrival.ack, sender_id=sender.id)
@@ -131,6 +134,23 @@ def receive(raw: Raw, arrival: Arrival) -> Verdict:
         # The first went away between the two statements (retention): store this one.
         return _accept(raw, arrival, sender, label, None)
     return _record_refusal(raw, arrival, refusal, sender, label)
+
+
+def _ask_ahead(raw: Raw, arrival: Arrival, sender: SenderPolicy | None) -> None:
+    """On PostgreSQL, the reads an accepted message will need, sent ahead (Raw.ahead) so that
+    they share round trips: before the sender is known, with its lookup (the sender, the
+    rules' fingerprint, the practices); then with the receipt's claim (review windows, and
+    the thread of a message's only document)."""
+    if arrival.refusal is not None or not arrival.documents:
+        return
+    if sender is None:
+        ask_active_rules(raw)
+        ask_sender_policy(
+            raw, arrival.receipt.sending_facility, arrival.receipt.sending_application
+        )
+    only = len(arrival.documents) == 1
+    for doc in arrival.documents:
+        ask_lookups(raw, doc, sender, thread=only)
 
 
 def _check_sender(arrival: Arrival, sender: SenderPolicy | None) -> Refusal | None:

@@ -211,6 +211,11 @@ def active_rules(raw: Raw) -> RuleSet:
     return raw.memo("active rules", lambda: _active_rules(raw))
 
 
+def ask_active_rules(raw: Raw) -> None:
+    """Send `active_rules`' check of the fingerprint ahead (Raw.ahead), unless done already."""
+    raw.ahead(_FINGERPRINT, {"active": True}, "active rules")
+
+
 def _active_rules(raw: Raw) -> RuleSet:
     global _cache
     key = raw.one(_FINGERPRINT, {"active": True}) or ()

@@ -36,6 +36,7 @@ class Raw:
         self._cursor = dbapi_connection.cursor()
         self._pipeline: Any = None  # psycopg's Pipeline while `pipelined`
         self._memo: dict[Hashable, Any] = {}
+        self._ahead: dict[tuple[str, tuple[tuple[str, Any], ...]], Any] = {}  # see `ahead`
         # Audit entries held back to the end of the transaction (flagging.audit.defer), so the
         # audit chain's lock is the last one it takes.
         self.deferred: list[Mapping[str, Any]] = []
@@ -79,9 +80,21 @@ class Raw:
 
     def sync(self) -> None:
         """In pipeline mode, wait for every statement sent so far: raises the error of the
-        first that failed (the ones after it were skipped). Otherwise nothing to wait for."""
+        first that failed (the ones after it were skipped). Otherwise nothing to wait for.
+        Reads sent `ahead` and not asked for by then are dropped (a unit of work ends here)."""
+        self._ahead.clear()
         if self._pipeline is not None:
             self._pipeline.sync()
+
+    def ahead(self, statement: str, params: dict[str, Any], unless: Hashable = None) -> None:
+        """In pipeline mode, send now a read that `one(statement, params)` will ask for
+        later (unless `memo` already holds `unless`): it then shares the round trip of the
+        next statement whose answer is read, instead of costing one of its own. Only for a
+        read whose answer nothing sent between now and then can change. Otherwise (SQLite,
+        no round trips) nothing: `one` runs it when asked."""
+        if self._pipeline is None or (unless is not None and unless in self._memo):
+            return
+        self._ahead[(statement, tuple(sorted(params.items())))] = self.execute(statement, params)
 
     def _cursor_for(self) -> Any:
         # In pipeline mode each statement gets a cursor of its own: a cursor keeps only the
@@ -122,7 +135,12 @@ class Raw:
         return int(self.execute(statement, params).lastrowid)
 
     def one(self, statement: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
-        row = self.execute(statement, params).fetchone()
+        sent = (
+            self._ahead.pop((statement, tuple(sorted(params.items()))), None)
+            if self._ahead
+            else None
+        )
+        row = (sent or self.execute(statement, params)).fetchone()
         return tuple(row) if row is not None else None
 
     def scalar(self, statement: str, params: dict[str, Any]) -> Any:

@@ -84,3 +84,32 @@ def test_a_unit_whose_unread_statement_failed_is_undone_alone_with_its_feed_even
     assert _events(db) == [(2, "first"), (3, "third")]
     with db.reading() as session:
         assert session.scalars(select(Practice.feed_seq)).one() == 3
+
+
+def test_a_read_sent_ahead_is_answered_as_of_when_it_was_sent_and_only_within_its_unit(
+    db: Database, handler: MessageHandler
+) -> None:
+    _stored_version(db, handler)
+    read = "SELECT feed_mode FROM practices WHERE ods_code = :code"
+    change = "UPDATE practices SET feed_mode = :mode WHERE ods_code = :code"
+    code = samples.PRACTICE
+
+    def ahead_then_change(raw: Raw) -> tuple[object, object]:
+        raw.ahead(read, {"code": code})
+        raw.execute(change, {"mode": "decided", "code": code})
+        return raw.one(read, {"code": code}), raw.postgres
+
+    def next_unit(raw: Raw) -> object:
+        raw.ahead(read, {"code": code})
+        raw.sync()  # the unit ends: what it sent ahead and did not read is dropped
+        return raw.scalar(read, {"code": code})
+
+    integrity = db.engine.dialect.loaded_dbapi.IntegrityError
+    [(first, error), (second, _)] = run_batch(db, [ahead_then_change, next_unit], integrity)
+    assert error is None
+    assert first is not None
+    seen, postgres = first
+    # PostgreSQL (pipeline mode): the read went out before the UPDATE, and answers as of
+    # then. SQLite: `ahead` does nothing and the read runs when asked.
+    assert seen == (("immediate",) if postgres else ("decided",))
+    assert second == "decided"
