@@ -8,7 +8,6 @@ message type, each half would need the other's helpers.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import re
 from dataclasses import dataclass
@@ -299,8 +298,12 @@ def read_content(message: Message, observations: list[Segment]) -> tuple[str, by
 
 
 def _read_ed(message: Message, value: str, position: int) -> tuple[str, bytes] | None:
-    comps = value.split(message.separators.repetition, 1)[0].split(message.separators.component)
+    # The first repetition's first five components; found with partition and a bounded
+    # split, which do not step through the Base64 character by character (hl7/er7.split).
+    component = message.separators.component
+    comps = value.partition(message.separators.repetition)[0].split(component, 4)
     comps += [""] * (5 - len(comps))
+    comps[4] = comps[4].partition(component)[0]
     _source, major, subtype, encoding, data = (c.strip() for c in comps[:5])
     data = message.unescape(data)
     if not data:
@@ -308,7 +311,10 @@ def _read_ed(message: Message, value: str, position: int) -> tuple[str, bytes] |
     encoding = encoding.upper()
     try:
         if encoding in ("BASE64", "B64"):
-            body = base64.b64decode("".join(data.split()), validate=True)
+            try:  # strict: any character outside Base64 is an error, as b64decode(validate=)
+                body = binascii.a2b_base64(data, strict_mode=True)
+            except binascii.Error:  # Base64 broken into lines or spaced out: read it whole
+                body = binascii.a2b_base64("".join(data.split()), strict_mode=True)
         elif encoding == "HEX":
             body = bytes.fromhex(data)
         elif encoding in ("A", "ASCII", ""):

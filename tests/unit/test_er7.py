@@ -383,3 +383,19 @@ def test_text_broken_by_a_bare_line_feed_is_kept_in_the_field_before_it() -> Non
     assert obx.name == "OBX"
     assert "Line one" in obx.field(5)
     assert obx.fields[-1].endswith("\nline two||")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "|",
+        "a|b|c",
+        "|" + "A" * 200_000 + "|",  # a Base64 OBX-5 between its field separators
+        "OBX|1|ED|PDF||^AP^PDF^Base64^" + "QUJD" * 50_000 + "||||||F",
+        "|".join(f"line {i}" for i in range(2_000)),  # many short fields: past the first 32
+        "A" * 5_000 + "|" * 40 + "B" * 5_000,
+    ],
+)
+def test_split_gives_what_str_split_gives(value: str) -> None:
+    assert er7.split(value, "|") == value.split("|")

@@ -530,6 +530,15 @@ def test_bad_base64_is_a_content_error_at_the_obx() -> None:
     assert error.problem.location == "OBX^1^5"
 
 
+@pytest.mark.parametrize("data", ["QUJD=QUJD", "=QUJD", "QUJD\\F\\QUJD", "QUJDé", "QUJ"])
+def test_base64_with_padding_inside_other_characters_or_missing_padding_is_a_content_error(
+    data: str,
+) -> None:
+    error = error_of(mdm_with(observations=obx_ed(f"^AP^PDF^Base64^{data}")))
+
+    assert (error.ack_code, error.problem.code) == ("AE", "102")
+
+
 def test_unknown_ed_encoding_is_a_content_error() -> None:
     error = error_of(mdm_with(observations=obx_ed("^AP^PDF^UUENCODE^begin 644")))
 
