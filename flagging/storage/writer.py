@@ -20,6 +20,7 @@ and a unit at least a second after its start starts a new one.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import itertools
 import logging
 import os
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 _STOP = b"stop"  # not a pickle: asks the writer process to end after what it holds
+_PIPE_BYTES = 1 << 20
 _RESTART_AFTER = 1.0  # seconds between starts, so a writer that cannot start is not respawned
 # for every message
 
@@ -118,6 +120,11 @@ class WriterProcess(Generic[T]):
         self._last_start = time.monotonic()
         units_in, units_out = os.pipe()
         replies_in, replies_out = os.pipe()
+        # A pipe holds 64 KiB unless asked for more: a 200 KB message's unit then crossed in
+        # four pieces, the listener waiting for the writer to take each. Linux lets any
+        # process have 1 MiB (fs/pipe-max-size); where it does not, 64 KiB still works.
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(units_out, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
         # The project root first, so the child imports this same code (-P: not the current
         # directory's, which `-m` would otherwise put before it).
         path = [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")]
