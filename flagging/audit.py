@@ -214,6 +214,13 @@ def defer(raw: Raw, **entry: Unpack[Entry]) -> None:
     raw.deferred.append(entry)
 
 
+def ask_head(raw: Raw) -> None:
+    """Send ahead (Raw.ahead) the chain head's update that `flush_deferred` will read: after
+    the practices' counters (flagging.feed.ask_numbers), in the order of the locks."""
+    if raw.deferred:
+        raw.ahead(_ADVANCE, {"count": len(raw.deferred)})
+
+
 def flush_deferred(raw: Raw) -> None:
     """Append the deferred entries, in order; the transaction's owner calls it before commit."""
     entries, raw.deferred = raw.deferred, []

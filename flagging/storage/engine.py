@@ -17,8 +17,8 @@ from sqlalchemy import Engine, PoolProxiedConnection, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
-from flagging.audit import flush_deferred
-from flagging.feed import number_deferred
+from flagging.audit import ask_head, flush_deferred
+from flagging.feed import ask_numbers, number_deferred
 from flagging.storage.rawsql import Raw
 
 # Execution option marking a connection that only reads (see `Database.reading`).
@@ -187,10 +187,12 @@ class Database:
                 yield raw
                 # The locks every writer contends for last, held only to the commit: the
                 # practices' feed rows (in the order of their ids), then the audit chain's;
-                # pipelined, so they are held for a round trip per counter read (each
-                # practice's, the chain's) and one for the inserts and the commit, not one
-                # for each statement.
+                # the counters' updates all sent ahead and pipelined, so the locks are held
+                # for two round trips (the counters read, then the inserts and the commit),
+                # however many practices the batch's events are for.
                 with raw.pipelined():
+                    ask_numbers(raw)
+                    ask_head(raw)
                     number_deferred(raw)
                     flush_deferred(raw)
                     pooled.commit()

@@ -87,11 +87,12 @@ class Raw:
             self._pipeline.sync()
 
     def ahead(self, statement: str, params: dict[str, Any], unless: Hashable = None) -> None:
-        """In pipeline mode, send now a read that `one(statement, params)` will ask for
-        later (unless `memo` already holds `unless`): it then shares the round trip of the
-        next statement whose answer is read, instead of costing one of its own. Only for a
-        read whose answer nothing sent between now and then can change. Otherwise (SQLite,
-        no round trips) nothing: `one` runs it when asked."""
+        """In pipeline mode, send now a statement whose row `one(statement, params)` will ask
+        for later (unless `memo` already holds `unless`): it then shares the round trip of
+        the next statement whose answer is read, instead of costing one of its own. For a
+        read whose answer nothing sent between now and then can change, or an UPDATE ...
+        RETURNING that is sure to be asked for (it runs once, when sent). Otherwise
+        (SQLite, no round trips) nothing: `one` runs it when asked."""
         if self._pipeline is None or (unless is not None and unless in self._memo):
             return
         self._ahead[(statement, tuple(sorted(params.items())))] = self.execute(statement, params)

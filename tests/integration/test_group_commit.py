@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
-from flagging import feed
+from flagging import feed, organisations
 from flagging.models import DocumentVersion, EventType, FeedEvent, Practice
 from flagging.storage.batches import run_batch
 from flagging.storage.engine import Database
@@ -113,3 +113,37 @@ def test_a_read_sent_ahead_is_answered_as_of_when_it_was_sent_and_only_within_it
     # then. SQLite: `ahead` does nothing and the read runs when asked.
     assert seen == (("immediate",) if postgres else ("decided",))
     assert second == "decided"
+
+
+def test_events_for_several_practices_in_one_batch_are_numbered_per_practice_in_order(
+    db: Database, handler: MessageHandler
+) -> None:
+    with db.transaction() as session:
+        organisations.add_practice(session, "B82002", "The Other Surgery")
+    handler.handle(samples.mdm(control_id="A1", number="DOC-A"), transport="mllp")
+    handler.handle(
+        samples.mdm(control_id="B1", number="DOC-B", practice="B82002"), transport="mllp"
+    )
+    with db.reading() as session:
+        versions = {v.document_number: v for v in session.scalars(select(DocumentVersion))}
+        practice_ids = dict(session.execute(select(Practice.ods_code, Practice.id)).all())
+    a = (practice_ids[samples.PRACTICE], versions["DOC-A"].document_id, versions["DOC-A"].id)
+    b = (practice_ids["B82002"], versions["DOC-B"].document_id, versions["DOC-B"].id)
+    integrity = db.engine.dialect.loaded_dbapi.IntegrityError
+    units = [_unit("b1", b), _unit("a1", a), _unit("b2", b), _unit("a2", a)]
+    assert [r for r, _ in run_batch(db, units, integrity)] == ["b1", "a1", "b2", "a2"]
+    with db.reading() as session:
+        rows = session.execute(
+            select(FeedEvent.practice_id, FeedEvent.seq, FeedEvent.visibility)
+            .where(FeedEvent.type == EventType.VISIBILITY_CHANGED.value)
+            .order_by(FeedEvent.practice_id, FeedEvent.seq)
+        ).all()
+        counters = dict(session.execute(select(Practice.id, Practice.feed_seq)).all())
+    # Each practice's document.available is its 1.
+    assert [tuple(r) for r in rows] == [
+        (a[0], 2, "a1"),
+        (a[0], 3, "a2"),
+        (b[0], 2, "b1"),
+        (b[0], 3, "b2"),
+    ]
+    assert (counters[a[0]], counters[b[0]]) == (3, 3)
