@@ -272,6 +272,13 @@ def _accept(
             ack=arrival.ack,
             sender_id=sender.id,
         )
+    if arrival.replaces is None and receipt.control_id:
+        # A corrected resend (the MSH-10 of a quarantined message) closes that entry as
+        # superseded by this one. Sent before the documents, so that on PostgreSQL its
+        # answer comes with theirs (Raw.end_unit).
+        raw.execute(
+            _SUPERSEDE, {"by": message_id, "sender": sender.id, "control": receipt.control_id}
+        )
     document_ids = [
         store_document(
             raw,
@@ -295,12 +302,6 @@ def _accept(
         documents=documents,
         document_ids=document_ids,
     )
-    if arrival.replaces is None and receipt.control_id:
-        # A corrected resend (the MSH-10 of a quarantined message) closes that entry as
-        # superseded by this one.
-        raw.execute(
-            _SUPERSEDE, {"by": message_id, "sender": sender.id, "control": receipt.control_id}
-        )
     return Verdict("AA", arrival.ack, message_id, MessageOutcome.ACCEPTED.value, label)
 
 

@@ -109,40 +109,42 @@ def run_batch(
     each answer it needs and one more at its end, where its errors are collected."""
     outcomes: list[tuple[T | None, BaseException | None]] = []
     with db.writer() as raw, raw.pipelined():
-        for work in works:
-            outcomes.append(_one(raw, work, integrity_error))
+        for index, work in enumerate(works):
+            outcomes.append(_one(raw, work, integrity_error, f"unit{index}"))
     return outcomes
 
 
 def _one(
-    raw: Raw, work: Callable[[Raw], T], integrity_error: type[Exception]
+    raw: Raw, work: Callable[[Raw], T], integrity_error: type[Exception], savepoint: str
 ) -> tuple[T | None, BaseException | None]:
+    """Run a unit in its own savepoint, named for it alone: on PostgreSQL its release may go
+    out with the next unit (Raw.end_unit), and were that release to fail, the next unit's
+    rollback must not find this unit's savepoint and undo it (it fails the whole batch)."""
     mark = raw.mark()  # a unit rolled back takes its audit entries and feed events with it
     for attempt in (1, 2):
-        raw.execute("SAVEPOINT unit", {})
+        raw.execute(f"SAVEPOINT {savepoint}", {})
         try:
             result = work(raw)
-            raw.execute("RELEASE SAVEPOINT unit", {})
-            raw.sync()  # this unit's errors surface here, never in the next unit
+            raw.end_unit(savepoint)  # this unit's errors surface in it, never in the next
         except integrity_error as exc:
-            _roll_back(raw, mark)
+            _roll_back(raw, mark, savepoint)
             # A concurrent copy committed first (another process, on PostgreSQL): run it
             # again, and it sees what that one stored.
             if attempt == 2:
                 return None, exc
             continue
         except Exception as exc:
-            _roll_back(raw, mark)
+            _roll_back(raw, mark, savepoint)
             return None, exc
         return result, None
     raise AssertionError("unreachable")
 
 
-def _roll_back(raw: Raw, mark: tuple[int, int]) -> None:
+def _roll_back(raw: Raw, mark: tuple[int, int], savepoint: str) -> None:
     """Undo a failed unit to its savepoint (which a failure before its release left)."""
     with contextlib.suppress(Exception):  # the unit's error is already in hand
         raw.sync()  # pipeline mode: collect what was sent after the failure (skipped)
-    raw.execute("ROLLBACK TO SAVEPOINT unit", {})
-    raw.execute("RELEASE SAVEPOINT unit", {})
+    raw.execute(f"ROLLBACK TO SAVEPOINT {savepoint}", {})
+    raw.execute(f"RELEASE SAVEPOINT {savepoint}", {})
     raw.sync()
     raw.forget_since(mark)

@@ -36,7 +36,11 @@ class Raw:
         self._cursor = dbapi_connection.cursor()
         self._pipeline: Any = None  # psycopg's Pipeline while `pipelined`
         self._memo: dict[Hashable, Any] = {}
-        self._ahead: dict[tuple[str, tuple[tuple[str, Any], ...]], Any] = {}  # see `ahead`
+        # Reads sent `ahead`: their cursors, and their place in the order of statements sent.
+        self._ahead: dict[tuple[str, tuple[tuple[str, Any], ...]], tuple[Any, int]] = {}
+        # In pipeline mode, how many statements were sent, and how many of the first of them
+        # are known to have succeeded (an answer read, for them or one sent after them).
+        self._sent = self._answered = 0
         # Audit entries held back to the end of the transaction (flagging.audit.defer), so the
         # audit chain's lock is the last one it takes.
         self.deferred: list[Mapping[str, Any]] = []
@@ -85,6 +89,18 @@ class Raw:
         self._ahead.clear()
         if self._pipeline is not None:
             self._pipeline.sync()
+            self._answered = self._sent
+
+    def end_unit(self, savepoint: str) -> None:
+        """Release a group commit's unit's savepoint, and `sync`, so that an error of the
+        unit's surfaces in the unit. Unless every statement before the release is known to
+        have succeeded (its answer, or a later one, was read): then nothing of the unit can
+        still fail, and the release goes out with the next unit's first round trip."""
+        self.execute(f"RELEASE SAVEPOINT {savepoint}", {})
+        if self._answered == self._sent - 1:
+            self._ahead.clear()
+        else:
+            self.sync()
 
     def ahead(self, statement: str, params: dict[str, Any], unless: Hashable = None) -> None:
         """In pipeline mode, send now a statement whose row `one(statement, params)` will ask
@@ -95,7 +111,8 @@ class Raw:
         (SQLite, no round trips) nothing: `one` runs it when asked."""
         if self._pipeline is None or (unless is not None and unless in self._memo):
             return
-        self._ahead[(statement, tuple(sorted(params.items())))] = self.execute(statement, params)
+        cursor = self.execute(statement, params)
+        self._ahead[(statement, tuple(sorted(params.items())))] = (cursor, self._sent)
 
     def _cursor_for(self) -> Any:
         # In pipeline mode each statement gets a cursor of its own: a cursor keeps only the
@@ -123,10 +140,14 @@ class Raw:
     def execute(self, statement: str, params: dict[str, Any]) -> Any:
         cursor = self._cursor_for()
         cursor.execute(self.sql(statement), params)
+        if self._pipeline is not None:
+            self._sent += 1
         return cursor
 
     def executemany(self, statement: str, rows: list[dict[str, Any]]) -> None:
         self._cursor_for().executemany(self.sql(statement), rows)
+        if self._pipeline is not None:
+            self._sent += 1
 
     def insert(self, statement: str, params: dict[str, Any]) -> int:
         """Run an INSERT and return the new row's id: SQLite's last row id, PostgreSQL's
@@ -141,7 +162,10 @@ class Raw:
             if self._ahead
             else None
         )
-        row = (sent or self.execute(statement, params)).fetchone()
+        cursor, place = sent or (self.execute(statement, params), self._sent)
+        row = cursor.fetchone()
+        # Answers arrive in the order sent: every statement up to this one succeeded.
+        self._answered = max(self._answered, place)
         return tuple(row) if row is not None else None
 
     def scalar(self, statement: str, params: dict[str, Any]) -> Any:

@@ -147,3 +147,31 @@ def test_events_for_several_practices_in_one_batch_are_numbered_per_practice_in_
         (b[0], 3, "b2"),
     ]
     assert (counters[a[0]], counters[b[0]]) == (3, 3)
+
+
+def test_a_unit_answered_to_its_end_stays_when_the_unit_after_it_fails(
+    db: Database, handler: MessageHandler
+) -> None:
+    # On PostgreSQL the first unit's release goes out with the second unit (Raw.end_unit):
+    # the second's failure, and its rollback, must leave the first as it was.
+    _stored_version(db, handler)
+    rename = "UPDATE practices SET name = :name WHERE ods_code = :code RETURNING name"
+
+    def renamed(name: str, then: str = "") -> Callable[[Raw], object]:
+        def work(raw: Raw) -> object:
+            if then:
+                raw.execute(then, {})
+            return raw.scalar(rename, {"name": name, "code": samples.PRACTICE})
+
+        return work
+
+    integrity = db.engine.dialect.loaded_dbapi.IntegrityError
+    units = [renamed("First"), renamed("Second", then="SELECT * FROM no_such_table")]
+    outcomes = run_batch(db, [*units, renamed("Third"), renamed("Fourth")], integrity)
+    assert [result for result, _ in outcomes] == ["First", None, "Third", "Fourth"]
+    with db.reading() as session:
+        assert session.scalars(select(Practice.name)).one() == "Fourth"
+    outcomes = run_batch(db, units, integrity)
+    assert [result for result, _ in outcomes] == ["First", None]
+    with db.reading() as session:
+        assert session.scalars(select(Practice.name)).one() == "First"
