@@ -105,8 +105,10 @@ def run_batch(
 
     On PostgreSQL the units run in pipeline mode (Raw.pipelined): a statement whose answer
     the unit does not read (the savepoint, an UPDATE, an insert without RETURNING, the
-    release) is sent with the next one that it does, so a message costs a round trip for
-    each answer it needs and one more at its end, where its errors are collected."""
+    release) is sent with the next one that it does, and the reads it will need are sent
+    ahead (Raw.ahead), so a message costs a round trip for each group of answers it waits
+    for, and one more at its end, where its errors are collected, only if something it sent
+    after its last answer is still unanswered (Raw.end_unit)."""
     outcomes: list[tuple[T | None, BaseException | None]] = []
     with db.writer() as raw, raw.pipelined():
         for index, work in enumerate(works):
