@@ -44,8 +44,8 @@ def screen_ahead(doc: DocumentInput) -> Screened | None:
     a tenth of a millisecond a letter); `store_document` keeps the hits if those rules are
     still the active ones, and screens again otherwise."""
     rules = cached_rules()
-    if rules is None or doc.content is None:
-        return None
+    if rules is None or (doc.content is None and doc.content_base64 is None):
+        return None  # no content of its own (a T03 keeps the text before it), or no rules yet
     text = _text(doc.content, doc.content_type)
     return Screened(rules.fingerprint, rules.screen(text, doc.document_type, doc.specialty))
 
@@ -117,6 +117,7 @@ def store_document(
 
     `screened` is `screen_ahead(doc)`, if it was called; `message` the bytes of the message,
     where `doc.content_spans` finds its text."""
+    doc = doc.decoded()  # a rendition the listener did not keep as spans (Arrival.with_spans)
     thread = _thread_params(sender.id, doc)
     number, document_id = thread["number"], raw.scalar(_THREAD_OF, thread)
     content, content_type, spans = doc.content, doc.content_type, doc.content_spans
@@ -173,8 +174,8 @@ def store_document(
     if screened is not None and screened.fingerprint == rules.fingerprint and own:
         hits = screened.hits
     else:
-        if own and spans is not None:
-            content = join_spans(message, spans)
+        if own and spans is not None and content_type.startswith("text/"):
+            content = join_spans(message, spans)  # only text is screened: a PDF stays as it is
         hits = rules.screen(_text(content, content_type), doc.document_type, doc.specialty)
     if not own:
         spans = None

@@ -32,7 +32,7 @@ from flagging.receipts import (
 )
 from flagging.received import DocumentInput, Problem, Receipt
 from flagging.screening import ask_active_rules
-from flagging.spans import locate
+from flagging.spans import find_base64, locate
 from flagging.storage.rawsql import Raw
 
 # The ERR-3 codes (HL7 table 0357) of the refusals decided here.
@@ -86,9 +86,14 @@ class Arrival:
         is made of them (flagging/spans.py): stored so, and half the bytes to the writer."""
         if self.refusal is not None or not self.documents:
             return self
+        raw = self.receipt.raw
         documents = []
         for doc in self.documents:
-            spans = locate(self.receipt.raw, doc.content, doc.content_type) if doc.content else None
+            if doc.content_base64 is not None:
+                spans = find_base64(raw, doc.content_base64)
+                doc = doc.decoded() if spans is None else replace(doc, content_base64=None)
+            else:
+                spans = locate(raw, doc.content, doc.content_type) if doc.content else None
             documents.append(
                 doc if spans is None else replace(doc, content=None, content_spans=spans)
             )

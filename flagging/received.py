@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import binascii
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 
 from flagging.models.documents import VersionChange
@@ -69,3 +70,13 @@ class DocumentInput:
     content: bytes | None = None
     # Instead of `content`: where its text is in the message's bytes (flagging/spans.py).
     content_spans: str | None = None
+    # Instead of `content`, until stored: a rendition's Base64, checked but not decoded (the
+    # listener keeps it as spans of the message, or decodes it if it is not found there).
+    content_base64: str | None = None
+
+    def decoded(self) -> DocumentInput:
+        """This document with `content_base64` decoded into `content`."""
+        if self.content_base64 is None:
+            return self
+        body = binascii.a2b_base64(self.content_base64, strict_mode=True)
+        return replace(self, content=body, content_base64=None)

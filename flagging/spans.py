@@ -6,10 +6,11 @@ and its text is read back from the message (flagging/models/documents.py); the r
 copies the text into the version before it deletes the message's bytes. Anything else (escape
 sequences, another character set, a decoded rendition) is not found and is stored as before.
 
-A rendition (an OBX-5 ED: a PDF, typically) is decoded from Base64 at ingest, and kept as the
-span of that Base64 in the message (`base64:start+length`), decoded again when it is read: its
-message then holds the only copy, and a 200 KB ORU^R01 crosses to the SQLite writer and into the
-database once, not once as the message and again as the 150 KB it decodes to.
+A rendition (an OBX-5 ED: a PDF, typically) whose Base64 is in one piece is kept as the span
+of that Base64 in the message (`base64:start+length`), decoded when it is read: the parser
+only checks it (hl7/parsing.py), the listener finds it here, and its message holds the only
+copy, so a 200 KB ORU^R01 crosses to the SQLite writer and into the database once, not once as
+the message and again as the 150 KB it decodes to.
 
 The spans are found by looking the lines (or the rendition's Base64) up in the message, exactly
 as they stand, so a version reads back exactly what was parsed, or is stored as a copy.
@@ -17,7 +18,6 @@ as they stand, so a version reads back exactly what was parsed, or is stored as 
 
 from __future__ import annotations
 
-import base64
 import binascii
 
 LINE = b"\n"
@@ -25,11 +25,11 @@ BASE64 = "base64:"
 
 
 def locate(message: bytes, content: bytes, content_type: str) -> str | None:
-    """Where `content` is in `message`: text as its lines' spans, anything else as the span of
-    its Base64; None when it is not there as it stands (it is then stored as a copy)."""
+    """Where text `content` is in `message`, as its lines' spans; None for anything else, or
+    when it is not there as it stands (it is then stored as a copy)."""
     if content_type.startswith("text/"):
         return find_spans(message, content)
-    return find_base64(message, content)
+    return None
 
 
 def find_spans(message: bytes, content: bytes) -> str | None:
@@ -63,16 +63,14 @@ def find_spans(message: bytes, content: bytes) -> str | None:
 _SPAN = "{}+{}".format
 
 
-def find_base64(message: bytes, content: bytes) -> str | None:
-    """`content` as the span of its Base64 encoding in `message`, if the sender wrote it so (in
-    one piece: Base64 broken into lines is not found), and the span is shorter than it."""
-    encoded = base64.b64encode(content)
-    head = encoded[:64]  # found first, then the rest compared: a 200 KB pattern costs to prepare
+def find_base64(message: bytes, encoded: str) -> str | None:
+    """The span of a rendition's Base64 `encoded` (as the parser read it) in `message`."""
+    data = encoded.encode("ascii")
+    head = data[:64]  # found first, then the rest compared: a 200 KB pattern costs to prepare
     start = message.find(head)
     while start >= 0:
-        if message.startswith(encoded, start):
-            span = f"{BASE64}{start}+{len(encoded)}"
-            return span if len(span) < len(content) else None
+        if message.startswith(data, start):
+            return f"{BASE64}{start}+{len(data)}"
         start = message.find(head, start + 1)
     return None
 

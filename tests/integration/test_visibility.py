@@ -178,6 +178,20 @@ def test_document_type_and_specialty_rules_hold_documents_too(
     assert _document(db).visibility == "pending"
 
 
+def test_a_document_type_rule_holds_a_pdf_report_whose_rendition_is_not_screened_as_text(
+    handler: MessageHandler, db: Database
+) -> None:
+    # The PDF is kept as the span of its Base64 and never decoded to be screened: the rules
+    # that do not read text (document type, specialty) still apply to it.
+    _set_window(db, 0)
+    _ingest(handler, samples.oru(control_id="R1", number="XR-1", observations=samples.obx_pdf()))
+    assert _document(db, "XR-1").visibility == "visible"
+    with db.transaction() as session:
+        screening.add_rule(session, name="Imaging", kind="document-type", pattern="xr")
+    _ingest(handler, samples.oru(control_id="R2", number="XR-2", observations=samples.obx_pdf()))
+    assert _document(db, "XR-2").visibility == "pending"
+
+
 @pytest.mark.parametrize(
     ("segment", "visibility", "reason"),
     [

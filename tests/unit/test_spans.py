@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import os
 
-from flagging.spans import find_spans, join_spans, locate
+from flagging.spans import find_base64, find_spans, join_spans, locate
 from tests import samples
 
 
@@ -45,29 +45,24 @@ def test_lines_whose_gaps_change_and_repeat_are_each_found_where_they_stand() ->
 
 def test_a_rendition_is_the_span_of_its_base64_and_reads_back_decoded() -> None:
     pdf = samples.TINY_PDF + os.urandom(3000)
+    encoded = base64.b64encode(pdf).decode()
     message = samples.oru(observations=samples.obx_pdf(pdf))
-    spans = locate(message, pdf, "application/pdf")
+    spans = find_base64(message, encoded)
     assert spans is not None
     assert spans.startswith("base64:")
+    assert len(spans) < len(encoded)
     assert join_spans(message, spans) == pdf
 
 
-def test_a_rendition_not_in_the_message_as_one_piece_of_base64_is_not_found() -> None:
-    pdf = os.urandom(3000)
-    encoded = base64.b64encode(pdf).decode()
+def test_base64_not_in_the_message_as_it_stands_is_not_found() -> None:
+    encoded = base64.b64encode(os.urandom(3000)).decode()
+    assert find_base64(samples.oru(), encoded) is None
     lines = " ".join(encoded[i : i + 76] for i in range(0, len(encoded), 76))  # MIME-style
-    [obx] = samples.obx_pdf(pdf)
-    message = samples.oru(observations=[obx.replace(encoded, lines)])
-    assert locate(message, pdf, "application/pdf") is None
-    assert locate(samples.oru(), pdf, "application/pdf") is None
+    [obx] = samples.obx_pdf(base64.b64decode(encoded))
+    assert find_base64(samples.oru(observations=[obx.replace(encoded, lines)]), encoded) is None
 
 
-def test_a_rendition_shorter_than_its_span_is_kept_as_it_is() -> None:
-    message = samples.oru(observations=samples.obx_pdf(b"%PDF"))
-    assert locate(message, b"%PDF", "application/pdf") is None
-
-
-def test_text_is_looked_up_as_lines_and_anything_else_as_base64() -> None:
+def test_only_text_is_looked_up_as_lines() -> None:
     lines = ("Discharged home on aspirin.", "Follow up in clinic in six weeks.")
     message = samples.mdm(lines=lines)
     text = "\n".join(lines).encode()
