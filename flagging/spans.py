@@ -4,7 +4,8 @@ Nearly every text document is its message's OBX-5 lines joined by line breaks: b
 `inbound_messages.raw`. A version then stores where they are (`document_versions.content_spans`)
 and its text is read back from the message (flagging/models/documents.py); the retention job
 copies the text into the version before it deletes the message's bytes. Anything else (escape
-sequences, another character set, a decoded rendition) is not found and is stored as before.
+sequences, another character set, Base64 broken into lines, Hex) is not found and is stored as
+parsed.
 
 A rendition (an OBX-5 ED: a PDF, typically) whose Base64 is in one piece is kept as the span
 of that Base64 in the message (`base64:start+length`), decoded when it is read: the parser
