@@ -26,7 +26,6 @@ from flagging.storage.rawsql import Raw
 MAX_PAGE = 500
 
 
-_NEXT_SEQ = "UPDATE practices SET feed_seq = feed_seq + 1 WHERE id = :practice RETURNING feed_seq"
 _INSERT_EVENT = (
     "INSERT INTO feed_events (practice_id, seq, type, document_id, version_id, visibility,"
     " created_at) VALUES (:practice, :seq, :type, :document, :version, :visibility, :now)"
@@ -42,23 +41,19 @@ def append_event(
     version_id: int,
     visibility: str,
     now: datetime,
-) -> int:
-    """Add one event to a practice's feed and return its number (plain SQL: it runs for
-    every document ingested; see flagging/storage/rawsql.py)."""
-    seq = int(raw.scalar(_NEXT_SEQ, {"practice": practice_id}))
-    raw.execute(
-        _INSERT_EVENT,
-        {
-            "practice": practice_id,
-            "seq": seq,
-            "type": event_type.value,
-            "document": document_id,
-            "version": version_id,
-            "visibility": visibility,
-            "now": raw.timestamp(now),
-        },
+) -> None:
+    """Add one event to a practice's feed now (a decision's, in its own transaction): the
+    same numbering as the group commit's deferred events, on a `Raw` of its own."""
+    defer_event(
+        raw,
+        practice_id=practice_id,
+        event_type=event_type,
+        document_id=document_id,
+        version_id=version_id,
+        visibility=visibility,
+        now=now,
     )
-    return seq
+    number_deferred(raw)
 
 
 def defer_event(
