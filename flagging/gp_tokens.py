@@ -21,7 +21,7 @@ from flagging.models import (
     Practice,
 )
 from flagging.organisations import get_practice
-from flagging.tokens import hash_token, new_token
+from flagging.tokens import hash_token, new_token, revoke
 
 
 class NotAuthenticated(FlaggingError):
@@ -58,13 +58,7 @@ def issue_token(
 
 def revoke_token(session: Session, token_id: int, *, now: datetime) -> GPToken:
     """Revoke a token at once; requests made with it are refused from the next one on."""
-    row = session.get(GPToken, token_id)
-    if row is None:
-        raise NotFound(f"no GP token {token_id}")
-    if row.revoked_at is None:
-        row.revoked_at = now
-        session.flush()
-    return row
+    return revoke(session, GPToken, token_id, now, "GP token")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from flagging.errors import Conflict, InvalidInput, NotFound
 from flagging.models import Practice, ReviewWindow, Sender, SenderToken
 from flagging.models.base import utcnow
 from flagging.storage.rawsql import Raw
-from flagging.tokens import hash_token, new_token
+from flagging.tokens import hash_token, new_token, revoke
 
 PRACTICE_CODE = re.compile(r"^[A-Z]\d{5}$")
 UNKNOWN_PRACTICE = "V81999"  # the national code for "practice not known"
@@ -166,13 +166,7 @@ def list_sender_tokens(session: Session) -> list[SenderTokenInfo]:
 
 def revoke_sender_token(session: Session, token_id: int, *, now: datetime) -> SenderToken:
     """Revoke a sender token at once: its next request is refused."""
-    row = session.get(SenderToken, token_id)
-    if row is None:
-        raise NotFound(f"no sender token {token_id}")
-    if row.revoked_at is None:
-        row.revoked_at = now
-        session.flush()
-    return row
+    return revoke(session, SenderToken, token_id, now, "sender token")
 
 
 def sender_by_token(
