@@ -112,7 +112,7 @@ class Raw:
         if self._pipeline is None or (unless is not None and unless in self._memo):
             return
         cursor = self.execute(statement, params)
-        self._ahead[(statement, tuple(sorted(params.items())))] = (cursor, self._sent)
+        self._ahead[_ahead_key(statement, params)] = (cursor, self._sent)
 
     def _cursor_for(self) -> Any:
         # In pipeline mode each statement gets a cursor of its own: a cursor keeps only the
@@ -157,11 +157,7 @@ class Raw:
         return int(self.execute(statement, params).lastrowid)
 
     def one(self, statement: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
-        sent = (
-            self._ahead.pop((statement, tuple(sorted(params.items()))), None)
-            if self._ahead
-            else None
-        )
+        sent = self._ahead.pop(_ahead_key(statement, params), None) if self._ahead else None
         cursor, place = sent or (self.execute(statement, params), self._sent)
         row = cursor.fetchone()
         # Answers arrive in the order sent: every statement up to this one succeeded.
@@ -198,3 +194,8 @@ class Raw:
             value = datetime.fromisoformat(value)
         assert isinstance(value, datetime)
         return value.replace(tzinfo=UTC)
+
+
+def _ahead_key(statement: str, params: dict[str, Any]) -> tuple[str, tuple[tuple[str, Any], ...]]:
+    """What a read sent ahead is found by: its statement and parameters, in any order."""
+    return statement, tuple(sorted(params.items()))
