@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Engine, PoolProxiedConnection, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from config import Settings
 from flagging.audit import ask_head, flush_deferred
 from flagging.feed import ask_numbers, number_deferred
+from flagging.storage.pgwire import Wire
 from flagging.storage.rawsql import Raw
 
 # Execution option marking a connection that only reads (see `Database.reading`).
@@ -147,6 +148,17 @@ class Database:
         # fails the batch on it (answered AR, resent) and the connection is dropped.
         self._held_pg: list[tuple[PoolProxiedConnection, float]] = []
         self._held_lock = threading.Lock()
+        # PostgreSQL writer connections come from a pool of their own, on which nothing but
+        # storage/pgwire.py runs statements: psycopg, which prepares a statement it has run
+        # five times, answers a rollback with DEALLOCATE ALL, and that would take the
+        # writer's prepared statements with it. Here psycopg prepares nothing.
+        self._writer_engine = (
+            self.engine
+            if settings.is_sqlite
+            else make_engine(
+                settings.database_url, connect_args={"prepare_threshold": None}, **engine_kwargs
+            )
+        )
         path = settings.database_url.split("///", 1)[-1] if settings.is_sqlite else ""
         self._sqlite_path = path if path and path != ":memory:" else ""
         self._last_checkpoint = time.monotonic()
@@ -180,10 +192,14 @@ class Database:
                 pooled, self._held = self._held or self.engine.raw_connection(), None
             else:
                 pooled = self._take_held()
+            raw: Raw | None = None
             try:
-                raw = Raw(pooled.dbapi_connection, postgres=not self.settings.is_sqlite)
+                dbapi = pooled.dbapi_connection
                 if self.settings.is_sqlite:
-                    raw.execute("BEGIN IMMEDIATE", {})  # psycopg begins on its own
+                    raw = Raw(dbapi, postgres=False)
+                    raw.execute("BEGIN IMMEDIATE", {})
+                else:
+                    raw = Raw(dbapi, postgres=True, wire=Wire(cast(Any, dbapi)))  # it begins
                 yield raw
                 # The locks every writer contends for last, held only to the commit: the
                 # practices' feed rows (in the order of their ids), then the audit chain's;
@@ -195,9 +211,11 @@ class Database:
                     ask_head(raw)
                     number_deferred(raw)
                     flush_deferred(raw)
-                    pooled.commit()
+                    raw.commit()
             except BaseException:
                 try:
+                    if raw is not None:
+                        raw.close()
                     pooled.rollback()
                 except Exception:
                     pooled.invalidate()  # the connection itself failed: never reuse it
@@ -225,7 +243,7 @@ class Database:
                     stale.append(pooled)
         for pooled in stale:
             pooled.close()  # back to the pool, which pings it when it is next checked out
-        return fresh if fresh is not None else self.engine.raw_connection()
+        return fresh if fresh is not None else self._writer_engine.raw_connection()
 
     @contextmanager
     def reading(self, *, snapshot: bool = True) -> Iterator[Session]:
@@ -322,3 +340,4 @@ class Database:
         for pooled, _used in held:
             pooled.close()
         self.engine.dispose()
+        self._writer_engine.dispose()

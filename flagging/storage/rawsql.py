@@ -17,6 +17,8 @@ from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection
 
+from flagging.storage.pgwire import Wire
+
 _NAMED = re.compile(r"(?<![:\w]):(\w+)")
 _PYFORMAT: dict[str, str] = {}  # statement -> the same with %(name)s, for psycopg
 T = TypeVar("T")
@@ -30,11 +32,14 @@ class Raw:
     messages from one sender looks it up once.
     """
 
-    def __init__(self, dbapi_connection: Any, *, postgres: bool) -> None:
+    def __init__(self, dbapi_connection: Any, *, postgres: bool, wire: Wire | None = None) -> None:
         self.postgres = postgres
         self._connection = dbapi_connection
         self._cursor = dbapi_connection.cursor()
-        self._pipeline: Any = None  # psycopg's Pipeline while `pipelined`
+        # The group commit's transactions on PostgreSQL speak libpq directly (storage/pgwire.py),
+        # always pipelined; others use psycopg's pipeline while `pipelined`.
+        self._wire = wire
+        self._pipeline: Any = wire
         self._memo: dict[Hashable, Any] = {}
         # Reads sent `ahead`: their cursors, and their place in the order of statements sent.
         self._ahead: dict[tuple[str, tuple[tuple[str, Any], ...]], tuple[Any, int]] = {}
@@ -138,16 +143,34 @@ class Raw:
         return converted
 
     def execute(self, statement: str, params: dict[str, Any]) -> Any:
-        cursor = self._cursor_for()
-        cursor.execute(self.sql(statement), params)
+        if self._wire is not None:
+            answer = self._wire.execute(statement, params)
+        else:
+            answer = self._cursor_for()
+            answer.execute(self.sql(statement), params)
         if self._pipeline is not None:
             self._sent += 1
-        return cursor
+        return answer
 
     def executemany(self, statement: str, rows: list[dict[str, Any]]) -> None:
-        self._cursor_for().executemany(self.sql(statement), rows)
+        if self._wire is not None:
+            self._wire.executemany(statement, rows)
+        else:
+            self._cursor_for().executemany(self.sql(statement), rows)
         if self._pipeline is not None:
             self._sent += 1
+
+    def commit(self) -> None:
+        if self._wire is not None:
+            self._wire.commit()
+        else:
+            self._connection.commit()
+
+    def close(self) -> None:
+        """Before a rollback: on the libpq path, out of pipeline mode (raises if the
+        connection failed)."""
+        if self._wire is not None:
+            self._wire.close()
 
     def insert(self, statement: str, params: dict[str, Any]) -> int:
         """Run an INSERT and return the new row's id: SQLite's last row id, PostgreSQL's

@@ -20,6 +20,7 @@ from flagging.models import (
 from flagging.models.documents import DocumentStatus
 from flagging.receiver import Receiver
 from flagging.storage.engine import Database
+from flagging.storage.rawsql import Raw
 from hl7.handler import MessageHandler
 from tests import samples
 
@@ -371,27 +372,20 @@ def test_database_failure_at_commit_is_answered_ar(
     handler: MessageHandler, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     driver_error = db.engine.dialect.loaded_dbapi.OperationalError
-    checkout = db.engine.raw_connection
 
-    class CommitFails:
-        """A pooled connection whose driver fails to commit (a full disk, a lost server)."""
+    def commit_fails(raw: Raw) -> None:
+        """The driver fails to commit (a full disk, a lost server)."""
+        raise driver_error("disk I/O error")
 
-        def __init__(self) -> None:
-            self.pooled = checkout()
-
-        def __getattr__(self, name: str) -> object:
-            return getattr(self.pooled, name)
-
-        def commit(self) -> None:
-            raise driver_error("disk I/O error")
-
-    db.dispose()  # let go of the connection the writer keeps, so it checks out a CommitFails
-    monkeypatch.setattr(db.engine, "raw_connection", CommitFails)
+    monkeypatch.setattr(Raw, "commit", commit_fails)
     reply = handler.handle(samples.mdm(control_id="F1"), transport="mllp")
     monkeypatch.undo()
     assert reply.code == "AR"
     assert _count(db, Document) == 0
     assert _count(db, InboundMessage) == 0
+    # The connection the failed transaction ran on serves the next one.
+    assert handler.handle(samples.mdm(control_id="F2"), transport="mllp").code == "AA"
+    assert _count(db, Document) == 1
 
 
 @pytest.mark.parametrize("processing_id", ["T", "D"])
