@@ -209,36 +209,11 @@ def store_document(
         "published": document_published,
         "now": raw.timestamp(now),
     }
-    if document_id is None:
-        document_id = raw.insert(
-            store.INSERT_DOCUMENT,
-            {
-                **common,
-                "sender": sender.id,
-                "number": number,
-                "kind": doc.kind,
-                "status": (
-                    DocumentStatus.WITHDRAWN if doc.cancel else DocumentStatus.CURRENT
-                ).value,
-                "nhs_number": doc.patient.nhs_number,
-                "family_name": store.document_cut(doc.patient.family_name, "family_name"),
-                "given_name": store.document_cut(doc.patient.given_name, "given_name"),
-                "birth_date": raw.date(doc.patient.birth_date),
-                "practice_code": store.document_cut(doc.practice_ods_code, "practice_ods_code"),
-                "practice": practice_id,
-            },
-        )
-    else:
-        raw.execute(
-            store.UPDATE_DOCUMENT,
-            {**common, "id": document_id, "version": version_number, "cancel": doc.cancel},
-        )
-    version_id = _insert_version(
+    version = _version_params(
         raw,
         doc,
         initial,
         common,
-        document_id=document_id,
         version_number=version_number,
         message_id=message_id,
         sender_id=sender.id,
@@ -249,6 +224,34 @@ def store_document(
         published=version_published,
         now=now,
     )
+    version_id: int | None = None
+    if document_id is not None:
+        raw.execute(
+            store.UPDATE_DOCUMENT,
+            {**common, "id": document_id, "version": version_number, "cancel": doc.cancel},
+        )
+    else:
+        new = {
+            **common,
+            "sender": sender.id,
+            "number": number,
+            "kind": doc.kind,
+            "status": (DocumentStatus.WITHDRAWN if doc.cancel else DocumentStatus.CURRENT).value,
+            "nhs_number": doc.patient.nhs_number,
+            "family_name": store.document_cut(doc.patient.family_name, "family_name"),
+            "given_name": store.document_cut(doc.patient.given_name, "given_name"),
+            "birth_date": raw.date(doc.patient.birth_date),
+            "practice_code": store.document_cut(doc.practice_ods_code, "practice_ods_code"),
+            "practice": practice_id,
+        }
+        if raw.postgres:  # one statement, and one round trip, for both
+            ids = raw.one(store.INSERT_DOCUMENT_AND_VERSION, {**new, **version})
+            assert ids is not None
+            document_id, version_id = int(ids[0]), int(ids[1])
+        else:
+            document_id = raw.insert(store.INSERT_DOCUMENT, new)
+    if version_id is None:
+        version_id = raw.insert(store.INSERT_VERSION, {**version, "document": document_id})
     if initial.source is not None:
         store.add_decision(
             raw,
@@ -332,13 +335,12 @@ def _feed_mode(raw: Raw, practice_id: int) -> str:
     )
 
 
-def _insert_version(
+def _version_params(
     raw: Raw,
     doc: DocumentInput,
     initial: Initial,
     common: dict[str, Any],
     *,
-    document_id: int,
     version_number: int,
     message_id: int,
     sender_id: int,
@@ -348,34 +350,31 @@ def _insert_version(
     content_type: str,
     published: bool,
     now: datetime,
-) -> int:
+) -> dict[str, Any]:
+    """store.INSERT_VERSION's parameters, but for `document`."""
     decided = initial.source is not None
-    return raw.insert(
-        store.INSERT_VERSION,
-        {
-            **common,
-            "document": document_id,
-            "version": version_number,
-            "message": message_id,
-            "sender": sender_id,
-            "number": bounded_key(doc.number),
-            "parent": bounded_key(doc.parent_number),
-            "event": doc.event,
-            "change": change.value,
-            "author_name": store.version_cut(doc.author_name, "author_name"),
-            "provider": store.version_cut(doc.provider, "provider"),
-            "origination_time": raw.timestamp(doc.origination_time),
-            "completion_status": store.version_cut(doc.completion_status, "completion_status"),
-            "confidentiality": store.version_cut(doc.confidentiality, "confidentiality"),
-            "availability": store.version_cut(doc.availability, "availability"),
-            "placer_number": store.version_cut(doc.placer_number, "placer_number"),
-            "content_type": store.version_cut(content_type, "content_type"),
-            "content": content,
-            "content_spans": spans,
-            "source": initial.source.value if initial.source else "",
-            "reason": initial.reason,
-            "decided_at": raw.timestamp(initial.decided_at or now) if decided else None,
-            "decided_by": (initial.decided_by.name or initial.decided_by.code) if decided else "",
-            "published": published,
-        },
-    )
+    return {
+        **common,
+        "version": version_number,
+        "message": message_id,
+        "sender": sender_id,
+        "number": bounded_key(doc.number),
+        "parent": bounded_key(doc.parent_number),
+        "event": doc.event,
+        "change": change.value,
+        "author_name": store.version_cut(doc.author_name, "author_name"),
+        "provider": store.version_cut(doc.provider, "provider"),
+        "origination_time": raw.timestamp(doc.origination_time),
+        "completion_status": store.version_cut(doc.completion_status, "completion_status"),
+        "confidentiality": store.version_cut(doc.confidentiality, "confidentiality"),
+        "availability": store.version_cut(doc.availability, "availability"),
+        "placer_number": store.version_cut(doc.placer_number, "placer_number"),
+        "content_type": store.version_cut(content_type, "content_type"),
+        "content": content,
+        "content_spans": spans,
+        "source": initial.source.value if initial.source else "",
+        "reason": initial.reason,
+        "decided_at": raw.timestamp(initial.decided_at or now) if decided else None,
+        "decided_by": (initial.decided_by.name or initial.decided_by.code) if decided else "",
+        "published": published,
+    }
