@@ -1,14 +1,16 @@
 """The ingest writer's PostgreSQL statements sent with libpq itself (psycopg.pq), pipelined.
 
-psycopg's cursor costs about 50 us of CPU a statement even in pipeline mode: a cursor, a query
+psycopg's cursor costs about 45 us of CPU a statement even in pipeline mode: a cursor, a query
 conversion and a Transformer for each, and a round of socket system calls after every execute.
-libpq's own calls, through psycopg's compiled binding, cost about 6 us (bench/README.md). A
-message is about fifteen statements, so for the group commit's transactions (and nothing else)
-`Wire` speaks the extended protocol on the connection's libpq handle directly: each statement
-prepared once per connection, its parameters dumped and its rows loaded by psycopg's own
-Transformer (the same types as a cursor's), everything buffered until an answer is read, and
-then sent in one write with a flush request. psycopg's Connection stays the owner: `Wire`
-leaves pipeline mode at its commit or `close`, before anyone else uses the connection.
+libpq's own calls, through psycopg's compiled binding, cost a third of that (bench/statements.py
+prints both), and a message is about fifteen statements. So for the group commit's
+transactions (and nothing else) `Wire` speaks the extended protocol on the connection's libpq
+handle directly: each statement prepared once per connection, its parameters dumped and its
+rows loaded by psycopg's own Transformer (the same types as a cursor's), everything buffered
+until an answer is read, and then sent in one write with a flush request. psycopg's Connection
+stays the owner: `Wire` leaves pipeline mode at its commit or `close`, before anyone else uses
+the connection, which must be one that psycopg prepares nothing on (Database's writer pool:
+psycopg answers a rollback with DEALLOCATE ALL once it has prepared a statement of its own).
 """
 
 from __future__ import annotations
