@@ -27,7 +27,7 @@ import psycopg
 from psycopg import errors, pq
 from psycopg.adapt import PyFormat, Transformer
 
-_NAMED = re.compile(r"(?<![:\w]):(\w+)")
+NAMED = re.compile(r"(?<![:\w]):(\w+)")  # a :name parameter (not a ::cast)
 # statement -> the same with $1.. for its :names, and the names in that order
 _POSITIONAL: dict[str, tuple[bytes, tuple[str, ...]]] = {}
 # Per connection: (SQL, parameter types) -> the name it was prepared under.
@@ -47,12 +47,11 @@ _ABORTED = pq.ExecStatus.PIPELINE_ABORTED
 class Answer:
     """A statement sent: its rows once they have arrived, read as from a DBAPI cursor."""
 
-    __slots__ = ("_error", "_rows", "_wire", "done", "rowcount")
+    __slots__ = ("_error", "_rows", "_wire", "done")
 
     def __init__(self, wire: Wire) -> None:
         self._wire = wire
         self._rows: list[tuple[Any, ...]] = []
-        self.rowcount = -1
         self._error: BaseException | None = None
         self.done = False
 
@@ -69,10 +68,9 @@ class Answer:
 class _Prepare:
     """A statement's preparation, sent ahead of its first use: forgotten if it failed."""
 
-    __slots__ = ("key", "names")
+    __slots__ = ("key",)
 
-    def __init__(self, names: dict[tuple[bytes, Sequence[int]], bytes], key: Any) -> None:
-        self.names = names
+    def __init__(self, key: tuple[bytes, Sequence[int]]) -> None:
         self.key = key
 
 
@@ -112,7 +110,7 @@ class Wire:
         if name is None and len(self._names) < MAX_PREPARED:
             name = self._names[key] = b"fl_%d" % next(_NAMES)
             self._pg.send_prepare(name, sql, param_types=types)
-            self._queue.append(_Prepare(self._names, key))
+            self._queue.append(_Prepare(key))
         if name is not None:
             self._pg.send_query_prepared(name, values, param_formats=formats)
         else:
@@ -214,13 +212,12 @@ class Wire:
                 self._names.clear()
         if isinstance(entry, _Prepare):
             if error is not None:
-                entry.names.pop(entry.key, None)
+                self._names.pop(entry.key, None)
             return
         entry.done = True
         if error is not None:
             entry._error = error
             return
-        entry.rowcount = last.command_tuples if last.command_tuples is not None else -1
         if last.status == pq.ExecStatus.TUPLES_OK and last.ntuples:
             self._tx.set_pgresult(last)
             entry._rows = self._tx.load_rows(0, last.ntuples, tuple)
@@ -237,6 +234,6 @@ def _positional(statement: str) -> tuple[bytes, tuple[str, ...]]:
                 names.append(match.group(1))
             return f"${names.index(match.group(1)) + 1}"
 
-        sql = _NAMED.sub(number, statement).encode()
+        sql = NAMED.sub(number, statement).encode()
         known = _POSITIONAL[statement] = (sql, tuple(names))
     return known

@@ -10,16 +10,14 @@ takes `:name` as it is, psycopg gets `%(name)s`. Everything else uses the ORM.
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection
 
-from flagging.storage.pgwire import Wire
+from flagging.storage.pgwire import NAMED, Wire
 
-_NAMED = re.compile(r"(?<![:\w]):(\w+)")
 _PYFORMAT: dict[str, str] = {}  # statement -> the same with %(name)s, for psycopg
 T = TypeVar("T")
 
@@ -35,10 +33,11 @@ class Raw:
     def __init__(self, dbapi_connection: Any, *, postgres: bool, wire: Wire | None = None) -> None:
         self.postgres = postgres
         self._connection = dbapi_connection
-        self._cursor = dbapi_connection.cursor()
         # The group commit's transactions on PostgreSQL speak libpq directly (storage/pgwire.py),
-        # always pipelined; others use psycopg's pipeline while `pipelined`.
+        # always pipelined; others use the driver's cursor (psycopg's pipeline while
+        # `pipelined`).
         self._wire = wire
+        self._cursor = dbapi_connection.cursor() if wire is None else None
         self._pipeline: Any = wire
         self._memo: dict[Hashable, Any] = {}
         # Reads sent `ahead`: their cursors, and their place in the order of statements sent.
@@ -138,7 +137,7 @@ class Raw:
             return statement
         converted = _PYFORMAT.get(statement)
         if converted is None:
-            converted = _NAMED.sub(r"%(\1)s", statement)
+            converted = NAMED.sub(r"%(\1)s", statement)
             _PYFORMAT[statement] = converted
         return converted
 
