@@ -57,28 +57,12 @@ _FIND_SENDER = (
 )
 
 
-# Registered senders as last read by this process: a group commit's unit on PostgreSQL goes on
-# with one (Raw.assume) while its lookup travels with the unit's next round trip, which saves
-# a message a round trip of its own; a sender changed since is caught before the unit ends,
-# and the unit runs again with what the database holds.
-_KNOWN: dict[tuple[str, str], SenderPolicy] = {}
-
-
 def sender_policy(raw: Raw, facility: str, application: str) -> SenderPolicy | None:
     """The sender registered for an MSH-4 value, preferring one registered for this MSH-3."""
 
     def find() -> SenderPolicy | None:
-        params, key = _sender_params(facility, application), (facility, application)
-        known = _KNOWN.get(key)
-        if known is not None and raw.may_assume:
-            row = (known.id, known.review_window_minutes, known.txa18_v_policy)
-            raw.assume(_FIND_SENDER, params, row, lambda: _KNOWN.pop(key, None))
-            return known
-        found = raw.one(_FIND_SENDER, params)
-        policy = SenderPolicy(*found) if found else None
-        if policy is not None:
-            _KNOWN[key] = policy
-        return policy
+        row = raw.one(_FIND_SENDER, _sender_params(facility, application))
+        return SenderPolicy(*row) if row else None
 
     return raw.memo(("sender", facility, application), find)
 

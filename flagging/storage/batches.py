@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from flagging.storage.engine import Database
-from flagging.storage.rawsql import Raw, StaleRead
+from flagging.storage.rawsql import Raw
 
 T = TypeVar("T")
 
@@ -128,24 +128,25 @@ def _one(
         try:
             result = work(raw)
             raw.end_unit(savepoint)  # this unit's errors surface in it, never in the next
+        except integrity_error as exc:
+            _roll_back(raw, mark, savepoint)
+            # A concurrent copy committed first (another process, on PostgreSQL): run it
+            # again, and it sees what that one stored.
+            if attempt == 2:
+                return None, exc
+            continue
         except Exception as exc:
-            assumed = _roll_back(raw, mark, savepoint)
-            # Run it again once if a concurrent copy committed first (another process, on
-            # PostgreSQL), or if it went on with remembered values (Raw.assume), now
-            # forgotten, that may have failed it: it then sees what the database holds.
-            if attempt == 1 and (assumed or isinstance(exc, (integrity_error, StaleRead))):
-                continue
+            _roll_back(raw, mark, savepoint)
             return None, exc
         return result, None
     raise AssertionError("unreachable")
 
 
-def _roll_back(raw: Raw, mark: tuple[int, int], savepoint: str) -> bool:
-    """Undo a failed unit to its savepoint (which a failure before its release left); say
-    whether it had gone on with remembered values (`Raw.forget_since`)."""
+def _roll_back(raw: Raw, mark: tuple[int, int], savepoint: str) -> None:
+    """Undo a failed unit to its savepoint (which a failure before its release left)."""
     with contextlib.suppress(Exception):  # the unit's error is already in hand
         raw.sync()  # pipeline mode: collect what was sent after the failure (skipped)
     raw.execute(f"ROLLBACK TO SAVEPOINT {savepoint}", {})
     raw.execute(f"RELEASE SAVEPOINT {savepoint}", {})
     raw.sync()
-    return raw.forget_since(mark)
+    raw.forget_since(mark)

@@ -22,11 +22,6 @@ _PYFORMAT: dict[str, str] = {}  # statement -> the same with %(name)s, for psyco
 T = TypeVar("T")
 
 
-class StaleRead(Exception):
-    """A value a unit of work assumed (`Raw.assume`) was not what the database answered: the
-    unit is rolled back and run again (storage/batches.py)."""
-
-
 class Raw:
     """Runs SQL on a DBAPI connection inside a transaction someone else owns.
 
@@ -50,8 +45,6 @@ class Raw:
         # In pipeline mode, how many statements were sent, and how many of the first of them
         # are known to have succeeded (an answer read, for them or one sent after them).
         self._sent = self._answered = 0
-        # Reads a unit went on without waiting for (`assume`), checked at its end.
-        self._assumed: list[tuple[str, dict[str, Any], tuple[Any, ...], Callable[[], object]]] = []
         # Audit entries held back to the end of the transaction (flagging.audit.defer), so the
         # audit chain's lock is the last one it takes.
         self.deferred: list[Mapping[str, Any]] = []
@@ -70,18 +63,11 @@ class Raw:
         """Where the deferred work stands (`forget_since` drops what came after)."""
         return len(self.deferred), len(self.feed_events)
 
-    def forget_since(self, mark: tuple[int, int]) -> bool:
+    def forget_since(self, mark: tuple[int, int]) -> None:
         """Drop the audit entries and feed events deferred since `mark`: their unit of work
-        was rolled back to its savepoint. What it `assume`d, never checked, is forgotten
-        too (and this transaction's `memo`): say whether there was any."""
+        was rolled back to its savepoint."""
         del self.deferred[mark[0] :]
         del self.feed_events[mark[1] :]
-        assumed, self._assumed = self._assumed, []
-        for *_, forget in assumed:
-            forget()
-        if assumed:
-            self._memo.clear()
-        return bool(assumed)
 
     @contextlib.contextmanager
     def pipelined(self) -> Iterator[None]:
@@ -113,14 +99,7 @@ class Raw:
         """Release a group commit's unit's savepoint, and `sync`, so that an error of the
         unit's surfaces in the unit. Unless every statement before the release is known to
         have succeeded (its answer, or a later one, was read): then nothing of the unit can
-        still fail, and the release goes out with the next unit's first round trip.
-        First, what the unit `assume`d is checked against the database's answers."""
-        assumed, self._assumed = self._assumed, []
-        for statement, params, row, forget in assumed:
-            if self.one(statement, params) != row:
-                forget()
-                self._memo.clear()
-                raise StaleRead(statement)
+        still fail, and the release goes out with the next unit's first round trip."""
         self.execute(f"RELEASE SAVEPOINT {savepoint}", {})
         if self._answered == self._sent - 1:
             self._ahead.clear()
@@ -138,27 +117,6 @@ class Raw:
             return
         cursor = self.execute(statement, params)
         self._ahead[_ahead_key(statement, params)] = (cursor, self._sent)
-
-    @property
-    def may_assume(self) -> bool:
-        """Whether `assume` can be used: a group commit's unit on PostgreSQL."""
-        return self._wire is not None
-
-    def assume(
-        self,
-        statement: str,
-        params: dict[str, Any],
-        row: tuple[Any, ...],
-        forget: Callable[[], object],
-    ) -> None:
-        """Go on as if `one(statement, params)` answered `row` (remembered from an earlier
-        transaction) instead of waiting a round trip for it: the read is sent (unless it
-        was sent `ahead`), and `end_unit` compares its answer. If it differs, `forget()`
-        drops the remembered value, this transaction's `memo` is emptied and StaleRead
-        raised: the unit is rolled back and run again, with what the database says."""
-        if _ahead_key(statement, params) not in self._ahead:
-            self.ahead(statement, params)
-        self._assumed.append((statement, params, row, forget))
 
     def _cursor_for(self) -> Any:
         # In pipeline mode each statement gets a cursor of its own: a cursor keeps only the

@@ -6,7 +6,7 @@ import secrets
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select
 
 from config import Settings, load_settings
 from flagging import organisations
@@ -16,8 +16,6 @@ from flagging.models import (
     FeedEvent,
     InboundMessage,
     MessageOutcome,
-    Sender,
-    SenderToken,
 )
 from flagging.models.documents import DocumentStatus
 from flagging.receiver import Receiver
@@ -416,43 +414,3 @@ def test_training_and_debug_messages_are_rejected_ar_202_in_production_and_reach
     assert _messages(db)[0].outcome == MessageOutcome.REJECTED
     # The same message marked P is production data and is taken.
     assert handler.handle(samples.mdm(control_id="PROD1"), transport="mllp").code == "AA"
-
-
-def _sender_of(db: Database, number: str) -> int:
-    with db.transaction() as session:
-        return session.scalars(
-            select(Document.sender_id).where(Document.document_number == number)
-        ).one()
-
-
-def test_a_sender_registered_anew_gets_the_next_message_though_the_process_remembers_the_old(
-    handler: MessageHandler, db: Database
-) -> None:
-    """The process remembers senders (flagging.organisations), and on PostgreSQL a unit goes
-    on with one while its lookup travels with the next round trip (Raw.assume): the answer,
-    checked before the unit ends, decides."""
-    assert handler.handle(samples.mdm(control_id="S1", number="S1"), transport="mllp").code == "AA"
-    first = _sender_of(db, "S1")
-    with db.transaction() as session:
-        session.execute(update(Sender).where(Sender.id == first).values(ods_code="RETIRED"))
-        organisations.add_sender(session, samples.SENDER, "Test Hospitals NHS Trust")
-    assert handler.handle(samples.mdm(control_id="S2", number="S2"), transport="mllp").code == "AA"
-    assert _sender_of(db, "S2") != first
-
-
-def test_a_remembered_sender_id_that_is_gone_fails_nothing(
-    handler: MessageHandler, db: Database
-) -> None:
-    """A remembered sender id that no longer exists fails the unit's first insert (its
-    foreign key) before the check: the unit runs again, with the sender looked up."""
-    with db.transaction() as session:
-        organisations.add_sender(session, "RZZ", "Another Trust")
-        assert organisations.find_sender(session, "RZZ", samples.APPLICATION) is not None
-        old = session.scalars(select(Sender.id).where(Sender.ods_code == "RZZ")).one()
-        session.execute(delete(SenderToken).where(SenderToken.sender_id == old))
-        session.execute(update(Sender).where(Sender.id == old).values(id=old + 1000))
-    reply = handler.handle(
-        samples.mdm(control_id="Z1", number="Z1", sender="RZZ"), transport="mllp"
-    )
-    assert reply.code == "AA", reply.ack
-    assert _sender_of(db, "Z1") == old + 1000

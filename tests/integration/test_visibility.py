@@ -223,24 +223,6 @@ def test_zfl_with_an_invalid_status_is_a_content_error(handler: MessageHandler) 
     assert b"ZFL^1^2" in reply.ack
 
 
-def test_a_senders_new_review_window_holds_for_its_next_message_at_once(
-    handler: MessageHandler, db: Database
-) -> None:
-    """The process remembers the sender, and on PostgreSQL a unit goes on with it without
-    waiting for its lookup (Raw.assume): the lookup's answer, checked before the unit ends,
-    still decides."""
-    _ingest(handler, samples.mdm(control_id="W-1", number="W-1"))
-    assert _document(db, "W-1").visibility == "pending"
-    _set_window(db, 0)  # shown at once from now on
-    _ingest(handler, samples.mdm(control_id="W-2", number="W-2"))
-    assert _document(db, "W-2").visibility == "visible"
-    _set_window(db, 60)
-    _ingest(handler, samples.mdm(control_id="W-3", number="W-3"))
-    due = _document(db, "W-3").review_due_at
-    assert due is not None
-    assert due - _document(db, "W-3").created_at == timedelta(minutes=60)
-
-
 @pytest.mark.parametrize(
     ("policy", "visibility"), [("pending", "pending"), ("withheld", "withheld")]
 )
