@@ -1,11 +1,14 @@
-"""What crosses to the SQLite writer process per message: pickled bytes and pickle CPU.
+"""What a message costs the SQLite writer: the unit that crosses to it, and the pages it writes.
 
 Run `.venv/bin/python bench/units.py`. It reads the bench's messages (bench/ingest.py: the
 6.6 KB MDM^T02 and the ~200 KB ORU^R01 with a PDF) through the HL7 edge as the listener does,
 catches the unit of work the receiver hands to the writer process (flagging/receive.py
 `Receive`), and prints its pickled size and the time of a dumps plus a loads, with the same
 for the reply that comes back; then the bytes the SQLite database grows by per MDM message
-(rows and indexes, over 500 messages). Deterministic sizes; the times are a rough guide.
+(rows and indexes, over 500 messages), and the WAL pages an MDM message committed alone
+writes (as with one connection), table by table and index by index, against the pages of the
+reference's one insert (bench/ingest.py) committed alone. A commit's cost grows with its pages
+(each is written to the WAL and synced). Deterministic sizes; the times are a rough guide.
 """
 
 from __future__ import annotations
@@ -13,16 +16,24 @@ from __future__ import annotations
 import pickle
 import shutil
 import sqlite3
+import struct
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.ingest import mdm_templates, oru_templates  # noqa: E402
+from bench.ingest import (  # noqa: E402
+    REF_INSERT,
+    REF_SCHEMA,
+    _connect_reference_sqlite,
+    mdm_templates,
+    oru_templates,
+)
 from bench.service import prepare, service_env  # noqa: E402
 
 
@@ -66,6 +77,66 @@ def _growth(env: dict[str, str], count: int = 500) -> float:
     before = size()
     send(100, count)
     return (size() - before) / count
+
+
+_WAL_HEADER, _FRAME_HEADER = 32, 24
+
+
+def _wal_pages(database: Path, send: Any, count: int) -> tuple[float, Counter[str]]:
+    """WAL pages per message of `send(i)` for i in range(count), each committed alone: the
+    total, and by the table or index each page belongs to (SQLite's dbstat)."""
+    with sqlite3.connect(database) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+    for i in range(count):
+        send(i)
+    wal = Path(f"{database}-wal").read_bytes()
+    frames = range(_WAL_HEADER, len(wal) - _FRAME_HEADER + 1, _FRAME_HEADER + page_size)
+    pages = [struct.unpack_from(">I", wal, offset)[0] for offset in frames]
+    with sqlite3.connect(database) as connection:
+        owner = dict(connection.execute("SELECT pageno, name FROM dbstat"))
+        in_log = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
+    assert in_log == len(pages), "the WAL was started again while counting"
+    by = Counter(owner.get(page, "(free)") for page in pages)
+    return len(pages) / count, by
+
+
+def _lone_commits(env: dict[str, str], count: int = 50) -> None:
+    """Print the WAL pages of a message committed alone, ours and the reference's."""
+    from flagging.bindings import Peer
+
+    handler = _handler(env)
+    template = mdm_templates(1)[0]
+
+    def ours(i: int) -> None:
+        raw = template.render(f"W{i:08d}".encode())
+        reply = handler.handle(raw, transport="mllp", connection=Peer("127.0.0.1"))
+        assert b"MSA|AA" in reply.ack, reply.ack
+
+    for i in range(100):  # past the first pages of every table and index
+        ours(10_000 + i)
+    database = Path(env["FLAGGING_INSTANCE_PATH"]) / "flagging.sqlite3"
+    total, by = _wal_pages(database, ours, count)
+    handler.close()
+
+    reference = Path(env["FLAGGING_INSTANCE_PATH"]) / "reference.sqlite3"
+    connection = _connect_reference_sqlite(str(reference))
+    connection.execute(REF_SCHEMA["sqlite"])
+    raw = template.render(b"R")
+
+    def theirs(i: int) -> None:
+        connection.execute(REF_INSERT.format("?"), ("now", "RXX", "MDM^T02", str(i), raw))
+
+    for i in range(100):
+        theirs(10_000 + i)
+    ref_total, _ = _wal_pages(reference, theirs, count)
+    connection.close()
+    print(
+        f"WAL pages of an MDM message committed alone: {total:.1f} "
+        f"(the reference's insert: {ref_total:.1f}); by table and index:"
+    )
+    for name, pages in by.most_common():
+        print(f"  {pages / count:5.2f} {name}")
 
 
 def _catch(raw: bytes, env: dict[str, str]) -> tuple[Any, Any]:
@@ -112,6 +183,7 @@ def main() -> None:
             f"({cost:.1f} us dumps+loads); reply {reply} B ({reply_cost:.1f} us)"
         )
     print(f"SQLite database growth: {_growth(env):.0f} B per MDM message")
+    _lone_commits(env)
     shutil.rmtree(instance, ignore_errors=True)
 
 
