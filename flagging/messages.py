@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
-from sqlalchemy import ColumnElement, LargeBinary, func, literal, or_, select
+from sqlalchemy import ColumnElement, LargeBinary, Select, func, literal, or_, select, text
 from sqlalchemy.orm import Session
 
 from flagging.errors import Conflict, InvalidInput, NotFound
@@ -17,9 +18,16 @@ from flagging.models import (
     MessageOutcome,
     MessageResolution,
 )
+from flagging.models.messages import NOT_ACCEPTED
+
+T = TypeVar("T")
 
 # Entries an operator can close: those the service did not process.
 CLOSABLE = (MessageOutcome.QUARANTINED, MessageOutcome.REJECTED)
+
+# Implied by an outcome other than accepted, but SQLite uses the partial index on (outcome,
+# id) only for a query that names its condition.
+_NOT_ACCEPTED = text(f"inbound_messages.{NOT_ACCEPTED}")
 
 
 @dataclass(frozen=True)
@@ -48,9 +56,10 @@ def search_messages(
     if search.control_id:
         query = query.where(InboundMessage.control_id == search.control_id.strip())
     if search.outcome is not None:
-        query = query.where(InboundMessage.outcome == search.outcome.value)
+        query = _with_outcome(query, search.outcome)
     if search.open_only:
         query = query.where(
+            _NOT_ACCEPTED,
             InboundMessage.outcome.in_([o.value for o in CLOSABLE]),
             InboundMessage.resolution == "",
             InboundMessage.reprocessed_as_id.is_(None),
@@ -145,10 +154,15 @@ def list_messages(
     """Newest first, paged by id so a page costs the same however large the store is."""
     query = select(InboundMessage).order_by(InboundMessage.id.desc()).limit(limit)
     if outcome is not None:
-        query = query.where(InboundMessage.outcome == outcome.value)
+        query = _with_outcome(query, outcome)
     if before_id is not None:
         query = query.where(InboundMessage.id < before_id)
     return list(session.scalars(query))
+
+
+def _with_outcome(query: Select[T], outcome: MessageOutcome) -> Select[T]:
+    query = query.where(InboundMessage.outcome == outcome.value)
+    return query if outcome == MessageOutcome.ACCEPTED else query.where(_NOT_ACCEPTED)
 
 
 def get_message(session: Session, message_id: int) -> InboundMessage:

@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select, text
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from flagging.errors import InvalidInput
 from flagging.models import Document, DocumentVersion, Visibility
+from flagging.models.documents import DECIDED
 
 PAGE_SIZE = 25
 MAX_PAGE_SIZE = 200
@@ -133,6 +134,9 @@ def _segment_query(
         if filters.given_name:
             query = query.where(_prefix(Document.given_name, filters.given_name))
     if segment.descending:
+        # Implied by the segment's visibility, but SQLite uses a partial index only for a
+        # query that names its condition.
+        query = query.where(text(f"documents.{DECIDED}"))
         query = query.order_by(Document.updated_at.desc(), Document.id.desc())
         if after is not None and after.key is not None:
             # The plain bound lets the database start the index range there; the OR then
