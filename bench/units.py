@@ -7,8 +7,9 @@ catches the unit of work the receiver hands to the writer process (flagging/rece
 for the reply that comes back; then the bytes the SQLite database grows by per MDM message
 (rows and indexes, over 500 messages), and the WAL pages an MDM message committed alone
 writes (as with one connection), table by table and index by index, against the pages of the
-reference's one insert (bench/ingest.py) committed alone. A commit's cost grows with its pages
-(each is written to the WAL and synced). Deterministic sizes; the times are a rough guide.
+reference's one insert (bench/ingest.py) committed alone, and what a commit of as many pages as
+each costs on this machine (each page is written to the WAL and synced). Deterministic sizes;
+the times are a rough guide.
 """
 
 from __future__ import annotations
@@ -101,8 +102,9 @@ def _wal_pages(database: Path, send: Any, count: int) -> tuple[float, Counter[st
     return len(pages) / count, by
 
 
-def _lone_commits(env: dict[str, str], count: int = 50) -> None:
-    """Print the WAL pages of a message committed alone, ours and the reference's."""
+def _lone_commits(env: dict[str, str], count: int = 50) -> tuple[float, float]:
+    """Print the WAL pages of a message committed alone, ours and the reference's; return
+    the two."""
     from flagging.bindings import Peer
 
     handler = _handler(env)
@@ -137,6 +139,46 @@ def _lone_commits(env: dict[str, str], count: int = 50) -> None:
     )
     for name, pages in by.most_common():
         print(f"  {pages / count:5.2f} {name}")
+    return total, ref_total
+
+
+def _commit_cost(folder: Path, pages: int, count: int = 1500) -> float:
+    """Wall ms of a transaction writing `pages` pages (one 3 KB row in each of `pages` tables)
+    and committing (WAL, synchronous=FULL, the WAL written over rather than grown)."""
+    connection = _connect_reference_sqlite(str(folder / f"pages{pages}.sqlite3"))
+    connection.execute("PRAGMA wal_autocheckpoint=4000")
+    for table in range(pages):
+        connection.execute(f"CREATE TABLE t{table} (id INTEGER PRIMARY KEY, v BLOB)")
+    row = bytes(3000)
+
+    def commit() -> None:
+        connection.execute("BEGIN")
+        for table in range(pages):
+            connection.execute(f"INSERT INTO t{table} (v) VALUES (?)", (row,))  # noqa: S608
+        connection.execute("COMMIT")
+
+    for _ in range(5000 // pages + 200):  # past the WAL's first fill: written over from here
+        commit()
+    started = time.perf_counter()
+    for _ in range(count):
+        commit()
+    connection.close()
+    return 1e3 * (time.perf_counter() - started) / count
+
+
+def _commit_costs(folder: Path, sizes: tuple[int, int], rounds: int = 3) -> None:
+    """Print what a commit costs by its pages on this machine, the two sizes alternating."""
+    times: dict[int, list[float]] = {size: [] for size in sizes}
+    for round_ in range(rounds):
+        for size in sizes:
+            round_folder = folder / f"round{round_}"
+            round_folder.mkdir(exist_ok=True)
+            times[size].append(_commit_cost(round_folder, size))
+    small, large = (sorted(times[size])[rounds // 2] for size in sizes)
+    print(
+        f"A commit of {sizes[0]} pages: {small:.3f} ms; of {sizes[1]} pages: {large:.3f} ms "
+        f"({large / small:.1f}x; medians of {rounds} alternating rounds)"
+    )
 
 
 def _catch(raw: bytes, env: dict[str, str]) -> tuple[Any, Any]:
@@ -183,7 +225,8 @@ def main() -> None:
             f"({cost:.1f} us dumps+loads); reply {reply} B ({reply_cost:.1f} us)"
         )
     print(f"SQLite database growth: {_growth(env):.0f} B per MDM message")
-    _lone_commits(env)
+    ours, reference = _lone_commits(env)
+    _commit_costs(instance, (round(reference), round(ours)))
     shutil.rmtree(instance, ignore_errors=True)
 
 
