@@ -2,7 +2,7 @@
 
 Revision ID: 0012
 Revises: 0011
-Create Date: 2026-12-11 10:00:00
+Create Date: 2026-12-03 20:00:00
 
 `ix_documents_decided` and `ix_documents_decided_author` (the worklist's decided segments)
 keep only decided documents, `ix_inbound_messages_outcome_id` (the operators' lists by
