@@ -98,7 +98,8 @@ class GroupCommit(Generic[T]):
 def run_batch(
     db: Database, works: list[Callable[[Raw], T]], integrity_error: type[Exception]
 ) -> list[tuple[T | None, BaseException | None]]:
-    """Run units of work in one write transaction, each in its own savepoint, and commit.
+    """Run units of work in one write transaction, each in its own savepoint (a unit alone
+    in none: `_alone`), and commit.
 
     Returns each unit's result or error; a unit that failed was rolled back alone. Raises if
     the transaction itself (the commit, the connection) failed: then nothing was stored.
@@ -109,11 +110,36 @@ def run_batch(
     ahead (Raw.ahead), so a message costs a round trip for each group of answers it waits
     for, and one more at its end, where its errors are collected, only if something it sent
     after its last answer is still unanswered (Raw.end_unit)."""
+    if len(works) == 1:
+        return [_alone(db, works[0], integrity_error)]
     outcomes: list[tuple[T | None, BaseException | None]] = []
     with db.writer() as raw, raw.pipelined():
         for index, work in enumerate(works):
             outcomes.append(_one(raw, work, integrity_error, f"unit{index}"))
     return outcomes
+
+
+def _alone(
+    db: Database, work: Callable[[Raw], T], integrity_error: type[Exception]
+) -> tuple[T | None, BaseException | None]:
+    """A unit with no company needs no savepoint: it has the transaction to itself, and its
+    failure rolls all of it back. On PostgreSQL a savepoint is a subtransaction, and the
+    practice row that a unit's inserts lock for their foreign keys (KEY SHARE, taken by the
+    subtransaction) and that the feed counter then updates (by the transaction) takes a
+    MultiXact to record both: a WAL record and an SLRU entry a message (bench/units.py
+    --database). Its other errors are its transaction's, and raised as `run_batch` raises
+    those: either way the caller gives the unit the error, and nothing of it was stored."""
+    for attempt in (1, 2):
+        try:
+            with db.writer() as raw, raw.pipelined():
+                result = work(raw)
+        except integrity_error as exc:
+            # A concurrent copy committed first: run it again, and it sees what that stored.
+            if attempt == 2:
+                return None, exc
+            continue
+        return result, None
+    raise AssertionError("unreachable")
 
 
 def _one(

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import select
 
 from flagging import feed, organisations
@@ -175,3 +176,54 @@ def test_a_unit_answered_to_its_end_stays_when_the_unit_after_it_fails(
     assert [result for result, _ in outcomes] == ["First", None]
     with db.reading() as session:
         assert session.scalars(select(Practice.name)).one() == "First"
+
+
+def test_a_unit_alone_that_fails_stores_nothing_and_its_error_reaches_the_caller(
+    db: Database, handler: MessageHandler
+) -> None:
+    # No savepoint for a unit alone (batches._alone): its failure rolls back the whole
+    # transaction, its feed event and the statements before the failure with it.
+    event = _stored_version(db, handler)
+    integrity = db.engine.dialect.loaded_dbapi.IntegrityError
+    rename = "UPDATE practices SET name = 'Renamed' WHERE ods_code = :code"
+
+    def renames_then_fails(raw: Raw) -> str:
+        raw.execute(rename, {"code": samples.PRACTICE})
+        return _unit("failed", event, then="SELECT * FROM no_such_table")(raw)
+
+    with pytest.raises(db.engine.dialect.loaded_dbapi.Error):
+        run_batch(db, [renames_then_fails], integrity)
+    assert _events(db) == []
+    with db.reading() as session:
+        assert session.scalars(select(Practice.feed_seq)).one() == 1
+        assert session.scalars(select(Practice.name)).one() != "Renamed"
+    # The connection serves the next transaction.
+    assert run_batch(db, [_unit("next", event)], integrity) == [("next", None)]
+    assert _events(db) == [(2, "next")]
+
+
+def test_a_unit_alone_that_meets_an_integrity_error_runs_again_in_a_new_transaction(
+    db: Database, handler: MessageHandler
+) -> None:
+    # As a unit in a batch is run again after its savepoint's rollback: a concurrent copy
+    # (another process) committed the same key first, and the second run sees it.
+    event = _stored_version(db, handler)
+    integrity = db.engine.dialect.loaded_dbapi.IntegrityError
+    runs: list[int] = []
+
+    def collides_once(raw: Raw) -> str:
+        runs.append(1)
+        result = _unit(f"run{len(runs)}", event)(raw)
+        if len(runs) == 1:
+            raise integrity("duplicate key (as a concurrent commit would cause)")
+        return result
+
+    assert run_batch(db, [collides_once], integrity) == [("run2", None)]
+    assert _events(db) == [(2, "run2")]  # the first run's event went with its transaction
+
+    def always_collides(raw: Raw) -> None:
+        raise integrity("duplicate key")
+
+    [(result, error)] = run_batch(db, [always_collides], integrity)
+    assert result is None
+    assert isinstance(error, integrity)
