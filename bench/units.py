@@ -10,10 +10,16 @@ writes (as with one connection), table by table and index by index, against the 
 reference's one insert (bench/ingest.py) committed alone, and what a commit of as many pages as
 each costs on this machine (each page is written to the WAL and synced). Deterministic sizes;
 the times are a rough guide.
+
+`bench/units.py --database postgresql://postgres@127.0.0.1:5432/` prints PostgreSQL's side
+instead: the WAL records and bytes an MDM message committed alone writes, by kind of record
+(pg_walinspect, on a database of its own that it drops), against the reference's insert. The
+WAL is the server's: run it while nothing else writes there.
 """
 
 from __future__ import annotations
 
+import argparse
 import pickle
 import shutil
 import sqlite3
@@ -31,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 from bench.ingest import (  # noqa: E402
     REF_INSERT,
     REF_SCHEMA,
+    Databases,
     _connect_reference_sqlite,
     mdm_templates,
     oru_templates,
@@ -181,6 +188,82 @@ def _commit_costs(folder: Path, sizes: tuple[int, int], rounds: int = 3) -> None
     )
 
 
+_WAL_STATS = (
+    'SELECT "resource_manager/record_type", count, combined_size'
+    " FROM pg_get_wal_stats(%s, %s, true) WHERE count > 0"
+)
+
+
+def _wal_records(url: str, send: Any, count: int) -> tuple[int, dict[str, tuple[int, int]]]:
+    """PostgreSQL: WAL bytes of `send(i)` for i in range(count), and (records, bytes) by
+    kind of record (pg_walinspect: resource manager and record type)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        start = conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()
+        for i in range(count):
+            send(i)
+        end = conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()
+        assert start is not None
+        assert end is not None
+        size = conn.execute("SELECT %s::pg_lsn - %s::pg_lsn", (end[0], start[0])).fetchone()
+        rows = conn.execute(_WAL_STATS, (start[0], end[0])).fetchall()
+    assert size is not None
+    return int(size[0]), {str(name): (int(n), int(b)) for name, n, b in rows}
+
+
+def _postgresql(server: str, count: int = 200) -> None:
+    """Print the WAL an MDM message committed alone writes on PostgreSQL, ours and the
+    reference's, by kind of record."""
+    import psycopg
+
+    from flagging.bindings import Peer
+
+    with tempfile.TemporaryDirectory(prefix="units-") as folder:
+        databases = Databases(server, Path(folder))
+        try:
+            url = databases.create("units")
+            env = service_env(Path(folder), url)
+            prepare(env, "RXX", ["A81001"], "bench")
+            databases.execute(url, "CREATE EXTENSION pg_walinspect")
+            databases.execute(url, REF_SCHEMA["postgresql"])
+            handler = _handler(env)
+            peer = Peer("127.0.0.1")
+            template = mdm_templates(1)[0]
+
+            def ours(i: int) -> None:
+                raw = template.render(f"P{i:08d}".encode())
+                assert b"MSA|AA" in handler.handle(raw, transport="mllp", connection=peer).ack
+
+            for i in range(100):  # past the first pages of every table and index
+                ours(10_000 + i)
+            total, by = _wal_records(url, ours, count)
+            handler.close()
+            raw = template.render(b"R")
+            with psycopg.connect(url, autocommit=True) as conn:
+
+                def theirs(i: int) -> None:
+                    conn.execute(REF_INSERT.format("%s"), ("now", "RXX", "MDM^T02", str(i), raw))
+
+                for i in range(100):
+                    theirs(10_000 + i)
+                ref_total, ref_by = _wal_records(url, theirs, count)
+        finally:
+            databases.drop_all()
+    print(
+        f"PostgreSQL WAL of an MDM message committed alone: {total / count:,.0f} B in "
+        f"{sum(n for n, _ in by.values()) / count:.1f} records (the reference's insert: "
+        f"{ref_total / count:,.0f} B in {sum(n for n, _ in ref_by.values()) / count:.1f}); "
+        "records and bytes a message by kind, ours / the reference's:"
+    )
+    for name in sorted(by, key=lambda n: -by[n][0]):
+        theirs_n, theirs_b = ref_by.get(name, (0, 0))
+        print(
+            f"  {name:24} {by[name][0] / count:5.1f} / {theirs_n / count:4.1f} records, "
+            f"{by[name][1] / count:7,.0f} / {theirs_b / count:6,.0f} B"
+        )
+
+
 def _catch(raw: bytes, env: dict[str, str]) -> tuple[Any, Any]:
     """The unit the receiver would send to the writer process for `raw`, and its reply."""
     from flagging.bindings import Peer
@@ -211,6 +294,12 @@ def _cost(value: Any, rounds: int = 2000) -> tuple[int, float]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database", metavar="URL", help="a PostgreSQL server's URL")
+    args = parser.parse_args()
+    if args.database:
+        _postgresql(args.database)
+        return
     instance = Path(tempfile.mkdtemp(prefix="units-"))
     env = service_env(instance)
     prepare(env, "RXX", ["A81001"], "bench")
