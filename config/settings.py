@@ -27,6 +27,10 @@ class Settings:
     env: str = "development"
     instance_path: Path = Path("instance")
     database_url: str = ""
+    # PostgreSQL: seconds the ingest writer waits for the server's answer (and any connection
+    # for its start-up) before it gives up: the message is answered AR, never left unanswered,
+    # when the server stalls, a lock is held elsewhere or the network drops its packets.
+    database_timeout: float = 10.0
     secret_key: str = ""
     http_host: str = "127.0.0.1"
     http_port: int = 8000
@@ -281,10 +285,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if log_format not in ("text", "json"):
         raise ConfigError(f"FLAGGING_LOG_FORMAT must be text or json, not {log_format!r}")
 
+    database_timeout = _float(get("FLAGGING_DATABASE_TIMEOUT", "10"), "FLAGGING_DATABASE_TIMEOUT")
+    if not 0 < database_timeout < float("inf"):
+        raise ConfigError("FLAGGING_DATABASE_TIMEOUT must be a number of seconds above 0")
+
     return Settings(
         env=env,
         instance_path=instance,
         database_url=database_url,
+        database_timeout=database_timeout,
         secret_key=secret_key,
         http_host=get("FLAGGING_HTTP_HOST", "127.0.0.1"),
         http_port=_int(get("FLAGGING_HTTP_PORT", "8000"), "FLAGGING_HTTP_PORT"),

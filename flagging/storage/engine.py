@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 import sqlite3
 import threading
@@ -70,8 +71,11 @@ def is_disk_full(exc: BaseException | None) -> bool:
     return False
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create an engine; SQLite gets WAL, synchronous=FULL and immediate write transactions."""
+def make_engine(url: str, *, connect_timeout: float = 10.0, **kwargs: Any) -> Engine:
+    """Create an engine; SQLite gets WAL, synchronous=FULL and immediate write transactions.
+    PostgreSQL connections give up on a server that does not complete their start-up within
+    `connect_timeout` seconds (libpq's, 2 at least): a host that takes a connection and never
+    answers must not hold whoever connects for ever."""
     # Parameters are patient data (NHS numbers, names, document text): no SQL error or log
     # line may carry them.
     kwargs.setdefault("hide_parameters", True)
@@ -82,7 +86,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         _make_sqlite_durable(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    connect_args = {"connect_timeout": max(2, math.ceil(connect_timeout))}
+    connect_args.update(kwargs.pop("connect_args", {}))
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
 
 
 def _make_sqlite_durable(engine: Engine) -> None:
@@ -129,7 +135,8 @@ class Database:
 
     def __init__(self, settings: Settings, **engine_kwargs: Any) -> None:
         self.settings = settings
-        self.engine = make_engine(settings.database_url, **engine_kwargs)
+        timeout = settings.database_timeout
+        self.engine = make_engine(settings.database_url, connect_timeout=timeout, **engine_kwargs)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._read_sessions = sessionmaker(
             self.engine.execution_options(**{READ_ONLY_OPTION: True}), expire_on_commit=False
@@ -164,7 +171,10 @@ class Database:
             self.engine
             if settings.is_sqlite
             else make_engine(
-                settings.database_url, connect_args={"prepare_threshold": None}, **engine_kwargs
+                settings.database_url,
+                connect_timeout=timeout,
+                connect_args={"prepare_threshold": None},
+                **engine_kwargs,
             )
         )
         path = settings.database_url.split("///", 1)[-1] if settings.is_sqlite else ""
@@ -207,7 +217,8 @@ class Database:
                     raw = Raw(dbapi, postgres=False)
                     raw.execute("BEGIN IMMEDIATE", {})
                 else:
-                    raw = Raw(dbapi, postgres=True, wire=Wire(cast(Any, dbapi)))  # it begins
+                    wire = Wire(cast(Any, dbapi), timeout=self.settings.database_timeout)
+                    raw = Raw(dbapi, postgres=True, wire=wire)  # it begins
                 yield raw
                 # The locks every writer contends for last, held only to the commit: the
                 # practices' feed rows (in the order of their ids), then the audit chain's;

@@ -11,10 +11,16 @@ until an answer is read, and then sent in one write with a flush request. psycop
 stays the owner: `Wire` leaves pipeline mode at its commit or `close`, before anyone else uses
 the connection, which must be one that psycopg prepares nothing on (Database's writer pool:
 psycopg answers a rollback with DEALLOCATE ALL once it has prepared a statement of its own).
+
+Every wait for the server is bounded: past `timeout` seconds without the answer (a stalled
+server, a lock held by another transaction, a network that drops packets) the server is asked
+to cancel what it is doing, the transaction fails with `Stalled`, and the connection is never
+used again (`close` raises), so the messages in it are answered AR instead of waiting for ever.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import re
 import select
@@ -24,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import psycopg
-from psycopg import errors, pq
+from psycopg import capabilities, errors, pq
 from psycopg.adapt import PyFormat, Transformer
 
 NAMED = re.compile(r"(?<![:\w]):(\w+)")  # a :name parameter (not a ::cast)
@@ -78,6 +84,10 @@ class _Sync:
     __slots__ = ()
 
 
+class Stalled(errors.OperationalError):
+    """The server did not answer within the wait's bound; the connection cannot be reused."""
+
+
 class Wire:
     """One transaction's statements on a psycopg connection, in libpq's pipeline mode.
 
@@ -87,7 +97,10 @@ class Wire:
     sent after it until the next `sync`, whose own wait then raises nothing new.
     """
 
-    def __init__(self, connection: psycopg.Connection[Any]) -> None:
+    def __init__(self, connection: psycopg.Connection[Any], timeout: float) -> None:
+        self._connection = connection
+        self._timeout = timeout
+        self._stalled: Stalled | None = None
         self._pg = connection.pgconn
         self._encoding = connection.info.encoding
         self._tx = Transformer(connection)
@@ -156,6 +169,8 @@ class Wire:
     def close(self) -> None:
         """Leave pipeline mode (the transaction, if still open, is the caller's to roll back);
         raises if the connection failed."""
+        if self._stalled is not None:
+            raise self._stalled
         if self._pg.pipeline_status != pq.PipelineStatus.OFF:
             try:
                 self.sync()
@@ -174,16 +189,33 @@ class Wire:
         fills and stalls the other)."""
         while self._pg.flush() == 1:
             self._poll.modify(self._pg.socket, select.POLLIN | select.POLLOUT)
-            ready = self._poll.poll()
+            ready = self._ready()
             if any(event & select.POLLIN for _, event in ready):
                 self._pg.consume_input()
         self._poll.modify(self._pg.socket, select.POLLIN)
 
     def _result(self) -> pq.abc.PGresult | None:
         while self._pg.is_busy():
-            self._poll.poll()
+            self._ready()
             self._pg.consume_input()
         return self._pg.get_result()
+
+    def _ready(self) -> list[tuple[int, int]]:
+        """Wait until the socket is ready, at most `timeout` seconds; past that, the server
+        is asked to cancel the transaction's statement and `Stalled` is raised."""
+        if self._stalled is not None:  # given up: nothing more is waited for on it
+            raise self._stalled
+        ready = self._poll.poll(self._timeout * 1000)
+        if not ready:
+            # The cancel releases the locks the statement waits with, rather than leaving
+            # them held until the server next writes to the connection we give up.
+            # (Not with a libpq before 17, whose cancel could wait for ever itself.)
+            if capabilities.has_cancel_safe():
+                with contextlib.suppress(Exception):
+                    self._connection.cancel_safe(timeout=min(self._timeout, 5.0))
+            self._stalled = Stalled(f"PostgreSQL gave no answer within {self._timeout:g} s")
+            raise self._stalled
+        return ready
 
     def _read_next(self) -> None:
         entry = self._queue.popleft()

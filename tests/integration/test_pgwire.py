@@ -51,7 +51,7 @@ def test_values_go_and_come_back_as_through_psycopgs_cursor(
     )
     expected = connection.execute(cursor_sql, VALUES).fetchone()
     connection.rollback()
-    wire = Wire(connection)
+    wire = Wire(connection, timeout=10.0)
     first, second = wire.execute(ECHO, VALUES), wire.execute(ECHO, VALUES)  # prepared once
     assert first.fetchone() == second.fetchone() == expected
     assert expected is not None
@@ -65,7 +65,7 @@ def test_a_failed_statement_is_raised_once_the_rest_skipped_and_a_savepoint_reco
 ) -> None:
     connection.execute("CREATE TEMP TABLE t (n int PRIMARY KEY) ON COMMIT PRESERVE ROWS")
     connection.commit()
-    wire = Wire(connection)
+    wire = Wire(connection, timeout=10.0)
     wire.execute("INSERT INTO t VALUES (:n)", {"n": 1})
     wire.execute("SAVEPOINT unit", {})
     duplicate = wire.execute("INSERT INTO t VALUES (:n)", {"n": 1})
@@ -85,7 +85,7 @@ def test_a_message_larger_than_the_sockets_buffers_goes_in_one_piece(
     connection: psycopg.Connection[Any],
 ) -> None:
     text = "x" * (4 * 1024 * 1024)
-    wire = Wire(connection)
+    wire = Wire(connection, timeout=10.0)
     answers = [wire.execute("SELECT length(:text)", {"text": text}) for _ in range(3)]
     assert [a.fetchone() for a in answers] == [(len(text),)] * 3
     wire.commit()
@@ -94,7 +94,7 @@ def test_a_message_larger_than_the_sockets_buffers_goes_in_one_piece(
 def test_after_a_failed_transaction_the_connection_is_psycopgs_again(
     connection: psycopg.Connection[Any],
 ) -> None:
-    wire = Wire(connection)
+    wire = Wire(connection, timeout=10.0)
     wire.execute("SELECT 1 / :zero", {"zero": 0})
     wire.close()
     assert connection.pgconn.transaction_status == psycopg.pq.TransactionStatus.INERROR
@@ -105,17 +105,17 @@ def test_after_a_failed_transaction_the_connection_is_psycopgs_again(
 def test_statements_deallocated_under_it_are_prepared_again_in_the_next_transaction(
     connection: psycopg.Connection[Any],
 ) -> None:
-    wire = Wire(connection)
+    wire = Wire(connection, timeout=10.0)
     wire.execute("SELECT :n", {"n": 1}).fetchone()
     wire.commit()
     connection.execute("DEALLOCATE ALL")  # psycopg does this on a rollback
     connection.commit()
-    wire = Wire(connection)
+    wire = Wire(connection, timeout=10.0)
     with pytest.raises(errors.InvalidSqlStatementName):
         wire.execute("SELECT :n", {"n": 1}).fetchone()
     wire.close()
     connection.rollback()
-    wire = Wire(connection)
+    wire = Wire(connection, timeout=10.0)
     assert wire.execute("SELECT :n", {"n": 1}).fetchone() == (1,)
     wire.commit()
 
